@@ -146,9 +146,30 @@ type Peer struct {
 	Direction string   `json:"direction,omitempty"` // "inbound" or "outbound"
 }
 
+// PinRequest is POST /api/v1/pin/add and /api/v1/pin/rm.
+type PinRequest struct {
+	CID string `json:"cid"`
+	// Recursive pins the whole DAG under CID (default true); false pins the
+	// root block only. Ignored by pin/rm.
+	Recursive *bool `json:"recursive,omitempty"`
+}
+
+// ConnectRequest is POST /api/v1/peers/connect.
+type ConnectRequest struct {
+	Addr string `json:"addr"` // multiaddr ending in /p2p/<peer ID>
+}
+
+// Health is GET /health, the one endpoint without a token.
+type Health struct {
+	OK bool `json:"ok"`
+}
+
 // Error is the body of every failed request.
 type Error struct {
 	Error string `json:"error"`
+	// Code is the HTTP status the error maps to. It matters in the last
+	// line of an NDJSON stream, whose status line already said 200.
+	Code int `json:"code,omitempty"`
 }
 
 // Progress is a progress line of a streaming (NDJSON) response; the last

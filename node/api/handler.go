@@ -1,0 +1,547 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/multiformats/go-multiaddr"
+)
+
+// DefaultMaxBodyBytes bounds request bodies when HandlerConfig leaves it
+// zero. Requests carry paths and CIDs, never content, so 1 MiB is generous.
+const DefaultMaxBodyBytes = 1 << 20
+
+// progressInterval is how often a streaming response sends a progress line:
+// often enough for a smooth bar, rarely enough that a fast import is not
+// slowed by JSON encoding.
+const progressInterval = 100 * time.Millisecond
+
+// HandlerConfig configures NewHandler. The zero value serves the API but
+// refuses every authenticated request, since there is no token to match.
+type HandlerConfig struct {
+	// Token is the bearer token every request except GET /health must
+	// carry. Empty: all authenticated requests get 401.
+	Token string
+	// Logger receives one Debug line per request and Warn lines for
+	// failures. Nil discards.
+	Logger *slog.Logger
+	// Metrics, if not nil, is served at GET /metrics (authenticated).
+	// Nil: /metrics is 404.
+	Metrics http.Handler
+	// MaxBodyBytes bounds request bodies; larger ones get 413.
+	// Default DefaultMaxBodyBytes.
+	MaxBodyBytes int64
+	// OnRequest, if not nil, is called once per request with its route
+	// ("/api/v1/add", or "other" for unknown paths) and status code.
+	OnRequest func(route string, code int)
+	// AllowedHosts are host names (no port) accepted in the Host header
+	// besides IP literals and "localhost". Names not listed get 403, which
+	// stops DNS-rebinding attacks from a browser. Default none.
+	AllowedHosts []string
+}
+
+type handler struct {
+	b     Backend
+	cfg   HandlerConfig
+	log   *slog.Logger
+	route map[string]route
+}
+
+type route struct {
+	method string
+	serve  func(w http.ResponseWriter, r *http.Request)
+}
+
+// NewHandler returns the HTTP API over b. Routes are documented in
+// docs/API.md. The handler is safe for concurrent use; b's methods are
+// called with the request's context, so they stop when the client goes.
+func NewHandler(b Backend, cfg HandlerConfig) http.Handler {
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	h := &handler{b: b, cfg: cfg, log: log}
+	h.route = map[string]route{
+		"/api/v1/status":        {http.MethodGet, h.status},
+		"/api/v1/add":           {http.MethodPost, h.add},
+		"/api/v1/cat":           {http.MethodGet, h.cat},
+		"/api/v1/get":           {http.MethodPost, h.get},
+		"/api/v1/ls":            {http.MethodGet, h.ls},
+		"/api/v1/pin/add":       {http.MethodPost, h.pinAdd},
+		"/api/v1/pin/rm":        {http.MethodPost, h.pinRm},
+		"/api/v1/pin/ls":        {http.MethodGet, h.pinLs},
+		"/api/v1/gc":            {http.MethodPost, h.gc},
+		"/api/v1/repo/verify":   {http.MethodPost, h.verify},
+		"/api/v1/repo/stat":     {http.MethodGet, h.repoStat},
+		"/api/v1/peers":         {http.MethodGet, h.peers},
+		"/api/v1/peers/connect": {http.MethodPost, h.connect},
+		"/metrics":              {http.MethodGet, h.metrics},
+	}
+	return h
+}
+
+func (h *handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	w := &statusWriter{ResponseWriter: rw}
+	routeName := "other"
+	if _, ok := h.route[r.URL.Path]; ok || r.URL.Path == "/health" {
+		routeName = r.URL.Path
+	}
+	defer func() {
+		// Runs on return and on http.ErrAbortHandler alike.
+		if w.code == 0 {
+			w.code = http.StatusOK
+		}
+		if h.cfg.OnRequest != nil {
+			h.cfg.OnRequest(routeName, w.code)
+		}
+		h.log.Debug("api request", "method", r.Method, "path", r.URL.Path, "code", w.code, "dur", time.Since(start))
+	}()
+
+	if !h.hostAllowed(r.Host) {
+		writeError(w, http.StatusForbidden, fmt.Errorf("host %q not allowed: use http://127.0.0.1:<port> or http://localhost:<port>", r.Host))
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes)
+	if r.URL.Path == "/health" {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			writeError(w, http.StatusMethodNotAllowed, fmt.Errorf("method %s not allowed on /health: use GET", r.Method))
+			return
+		}
+		writeJSON(w, http.StatusOK, Health{OK: true})
+		return
+	}
+	if !h.authorized(r) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="pcnode"`)
+		writeError(w, http.StatusUnauthorized, errors.New("missing or wrong API token: send \"Authorization: Bearer <token>\" with the token from the node's api.token file"))
+		return
+	}
+	rt, ok := h.route[r.URL.Path]
+	if !ok {
+		writeError(w, http.StatusNotFound, fmt.Errorf("no such endpoint %s: see docs/API.md", r.URL.Path))
+		return
+	}
+	if r.Method != rt.method {
+		w.Header().Set("Allow", rt.method)
+		writeError(w, http.StatusMethodNotAllowed, fmt.Errorf("method %s not allowed on %s: use %s", r.Method, r.URL.Path, rt.method))
+		return
+	}
+	rt.serve(w, r)
+}
+
+func (h *handler) hostAllowed(host string) bool {
+	if host == "" {
+		return false
+	}
+	name := host
+	if hn, _, err := net.SplitHostPort(host); err == nil {
+		name = hn
+	}
+	name = strings.TrimSuffix(strings.TrimPrefix(name, "["), "]")
+	if net.ParseIP(name) != nil || strings.EqualFold(name, "localhost") {
+		return true
+	}
+	for _, a := range h.cfg.AllowedHosts {
+		if strings.EqualFold(name, a) {
+			return true
+		}
+	}
+	return false
+}
+
+func (h *handler) authorized(r *http.Request) bool {
+	if h.cfg.Token == "" {
+		return false
+	}
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		return false
+	}
+	return subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), []byte(h.cfg.Token)) == 1
+}
+
+// --- routes ---
+
+func (h *handler) status(w http.ResponseWriter, r *http.Request) {
+	st, err := h.b.Status(r.Context())
+	h.reply(w, r, st, err)
+}
+
+func (h *handler) add(w http.ResponseWriter, r *http.Request) {
+	var req AddRequest
+	if err := decodeAddRequest(r.Body, &req); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	h.stream(w, r, func(ctx context.Context, fn ProgressFunc) (any, error) {
+		return h.b.Add(ctx, req, fn)
+	})
+}
+
+func (h *handler) get(w http.ResponseWriter, r *http.Request) {
+	var req GetRequest
+	if err := decodeGetRequest(r.Body, &req); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	h.stream(w, r, func(ctx context.Context, fn ProgressFunc) (any, error) {
+		return h.b.Get(ctx, req, fn)
+	})
+}
+
+func (h *handler) verify(w http.ResponseWriter, r *http.Request) {
+	h.stream(w, r, func(ctx context.Context, fn ProgressFunc) (any, error) {
+		return h.b.Verify(ctx, fn)
+	})
+}
+
+func (h *handler) cat(w http.ResponseWriter, r *http.Request) {
+	c, err := ParseCID(r.URL.Query().Get("cid"))
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	rc, err := h.b.Cat(r.Context(), c)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	defer rc.Close()
+	// A known length lets the client tell a cut-off stream from the end.
+	if s, ok := rc.(io.Seeker); ok {
+		if n, err := s.Seek(0, io.SeekEnd); err == nil {
+			if _, err := s.Seek(0, io.SeekStart); err == nil {
+				w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
+			}
+		}
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(http.StatusOK)
+	if _, err := io.Copy(w, rc); err != nil {
+		// The status is sent; aborting the connection is the only way
+		// left to tell the client the body is incomplete.
+		h.log.Warn("api: cat aborted", "cid", c, "err", err)
+		panic(http.ErrAbortHandler)
+	}
+}
+
+func (h *handler) ls(w http.ResponseWriter, r *http.Request) {
+	c, err := ParseCID(r.URL.Query().Get("cid"))
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	es, err := h.b.Ls(r.Context(), c)
+	if es == nil {
+		es = []Entry{}
+	}
+	h.reply(w, r, es, err)
+}
+
+func (h *handler) pinAdd(w http.ResponseWriter, r *http.Request) {
+	var req PinRequest
+	if err := decodePinRequest(r.Body, &req); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	c, err := ParseCID(req.CID)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	rec := req.Recursive == nil || *req.Recursive
+	err = h.b.PinAdd(r.Context(), c, rec)
+	typ := "recursive"
+	if !rec {
+		typ = "direct"
+	}
+	h.reply(w, r, Pin{CID: c.String(), Type: typ}, err)
+}
+
+func (h *handler) pinRm(w http.ResponseWriter, r *http.Request) {
+	var req PinRequest
+	if err := decodePinRequest(r.Body, &req); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	c, err := ParseCID(req.CID)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	err = h.b.PinRm(r.Context(), c)
+	h.reply(w, r, struct {
+		CID string `json:"cid"`
+	}{c.String()}, err)
+}
+
+func (h *handler) pinLs(w http.ResponseWriter, r *http.Request) {
+	ps, err := h.b.PinLs(r.Context())
+	if ps == nil {
+		ps = []Pin{}
+	}
+	h.reply(w, r, ps, err)
+}
+
+func (h *handler) gc(w http.ResponseWriter, r *http.Request) {
+	res, err := h.b.GC(r.Context())
+	h.reply(w, r, res, err)
+}
+
+func (h *handler) repoStat(w http.ResponseWriter, r *http.Request) {
+	res, err := h.b.RepoStat(r.Context())
+	h.reply(w, r, res, err)
+}
+
+func (h *handler) peers(w http.ResponseWriter, r *http.Request) {
+	ps, err := h.b.PeerList(r.Context())
+	if ps == nil {
+		ps = []Peer{}
+	}
+	h.reply(w, r, ps, err)
+}
+
+func (h *handler) connect(w http.ResponseWriter, r *http.Request) {
+	var req ConnectRequest
+	if err := decodeConnectRequest(r.Body, &req); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	ma, err := multiaddr.NewMultiaddr(req.Addr)
+	if err != nil {
+		h.fail(w, r, Errorf(ErrInvalid, "invalid multiaddr %q: %w", req.Addr, err))
+		return
+	}
+	p, err := h.b.Connect(r.Context(), ma)
+	h.reply(w, r, p, err)
+}
+
+func (h *handler) metrics(w http.ResponseWriter, r *http.Request) {
+	if h.cfg.Metrics == nil {
+		writeError(w, http.StatusNotFound, errors.New("metrics are not enabled on this node"))
+		return
+	}
+	h.cfg.Metrics.ServeHTTP(w, r)
+}
+
+// --- responses ---
+
+func (h *handler) reply(w http.ResponseWriter, r *http.Request, v any, err error) {
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+func (h *handler) fail(w http.ResponseWriter, r *http.Request, err error) {
+	code := StatusCode(err)
+	if code >= 500 {
+		h.log.Warn("api request failed", "path", r.URL.Path, "code", code, "err", err)
+	}
+	writeError(w, code, err)
+}
+
+// stream runs op and answers in NDJSON: progress lines, then the result
+// or an Error line. If op fails before any progress was sent, the answer
+// is a plain JSON error with its proper status code instead.
+func (h *handler) stream(w http.ResponseWriter, r *http.Request, op func(context.Context, ProgressFunc) (any, error)) {
+	var (
+		mu      sync.Mutex
+		cur     Progress
+		dirty   bool
+		started bool
+		werr    error
+	)
+	rc := http.NewResponseController(w)
+	writeLine := func(v any) {
+		if werr != nil {
+			return
+		}
+		if !started {
+			w.Header().Set("Content-Type", "application/x-ndjson")
+			w.Header().Set("X-Content-Type-Options", "nosniff")
+			w.WriteHeader(http.StatusOK)
+			started = true
+		}
+		b, _ := json.Marshal(v)
+		if _, werr = w.Write(append(b, '\n')); werr == nil {
+			werr = rc.Flush()
+		}
+	}
+	take := func() (Progress, bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		p, d := cur, dirty
+		dirty = false
+		return p, d
+	}
+	fn := func(done, total int64) {
+		mu.Lock()
+		cur, dirty = Progress{Done: done, Total: total}, true
+		mu.Unlock()
+	}
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(progressInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				if p, ok := take(); ok {
+					writeLine(p)
+				}
+			}
+		}
+	})
+	res, err := op(r.Context(), fn)
+	close(stop)
+	wg.Wait()
+
+	if err != nil && !started {
+		h.fail(w, r, err)
+		return
+	}
+	if p, ok := take(); ok {
+		writeLine(p)
+	}
+	if err != nil {
+		code := StatusCode(err)
+		if code >= 500 {
+			h.log.Warn("api request failed", "path", r.URL.Path, "code", code, "err", err)
+		}
+		writeLine(Error{Error: err.Error(), Code: code})
+		return
+	}
+	writeLine(res)
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		code = http.StatusInternalServerError
+		b, _ = json.Marshal(Error{Error: "api: encode response: " + err.Error(), Code: code})
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
+	_, _ = w.Write(append(b, '\n'))
+}
+
+func writeError(w http.ResponseWriter, code int, err error) {
+	writeJSON(w, code, Error{Error: err.Error(), Code: code})
+}
+
+// statusWriter records the status code for logs and metrics.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach Flush.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// --- request decoding ---
+
+// decodeJSON reads exactly one JSON object into v. Unknown fields, trailing
+// data and bodies over the limit are errors: ErrInvalid, or the
+// *http.MaxBytesError for the last.
+func decodeJSON(r io.Reader, v any) error {
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return fmt.Errorf("request body larger than %d bytes: %w", mbe.Limit, err)
+		}
+		if errors.Is(err, io.EOF) {
+			return Errorf(ErrInvalid, "empty request body: send a JSON object")
+		}
+		return Errorf(ErrInvalid, "bad request body: %w", err)
+	}
+	// Anything but white space after the object is a malformed request.
+	rest, err := io.ReadAll(io.MultiReader(dec.Buffered(), r))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return fmt.Errorf("request body larger than %d bytes: %w", mbe.Limit, err)
+		}
+		return Errorf(ErrInvalid, "bad request body: %w", err)
+	}
+	if len(bytes.TrimSpace(rest)) != 0 {
+		return Errorf(ErrInvalid, "bad request body: data after the JSON object")
+	}
+	return nil
+}
+
+func decodeAddRequest(r io.Reader, req *AddRequest) error {
+	if err := decodeJSON(r, req); err != nil {
+		return err
+	}
+	if req.Path == "" {
+		return Errorf(ErrInvalid, `missing "path": give the absolute path of the file or directory to add`)
+	}
+	return nil
+}
+
+func decodeGetRequest(r io.Reader, req *GetRequest) error {
+	if err := decodeJSON(r, req); err != nil {
+		return err
+	}
+	if _, err := ParseCID(req.CID); err != nil {
+		return err
+	}
+	if req.Output == "" {
+		return Errorf(ErrInvalid, `missing "output": give the absolute path to write to`)
+	}
+	return nil
+}
+
+func decodePinRequest(r io.Reader, req *PinRequest) error {
+	return decodeJSON(r, req)
+}
+
+func decodeConnectRequest(r io.Reader, req *ConnectRequest) error {
+	if err := decodeJSON(r, req); err != nil {
+		return err
+	}
+	if req.Addr == "" {
+		return Errorf(ErrInvalid, `missing "addr": give a multiaddr ending in /p2p/<peer ID>`)
+	}
+	return nil
+}

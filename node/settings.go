@@ -1,0 +1,307 @@
+package node
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/multiformats/go-multiaddr"
+)
+
+// DefaultAPIListen is api.listen unless the config says otherwise: a fixed
+// loopback port, so `pcnode status` finds a daemon started with defaults.
+const DefaultAPIListen = "127.0.0.1:5480"
+
+// Profiles.
+const (
+	ProfileDefault = "default" // public-Internet ready: real listen addresses, bootstrap, NAT traversal
+	ProfileLocal   = "local"   // loopback only, no public bootstrap: for tests and demos
+)
+
+// Settings is the content of config.toml. Keys are addressed with dotted
+// names ("api.listen"); docs/CONFIG.md lists them all. The zero value is
+// not meaningful; start from DefaultSettings or LoadSettings.
+type Settings struct {
+	Profile string        `toml:"profile"`
+	API     apiSettings   `toml:"api"`
+	P2P     p2pSettings   `toml:"p2p"`
+	Store   storeSettings `toml:"store"`
+	Log     logSettings   `toml:"log"`
+}
+
+type apiSettings struct {
+	Listen string `toml:"listen"`
+}
+
+type p2pSettings struct {
+	Listen    []string `toml:"listen"`
+	Bootstrap []string `toml:"bootstrap"`
+	ConnLow   int      `toml:"conn_low"`
+	ConnHigh  int      `toml:"conn_high"`
+}
+
+type storeSettings struct {
+	NoSync bool `toml:"nosync"`
+}
+
+type logSettings struct {
+	Level  string `toml:"level"`
+	Format string `toml:"format"`
+}
+
+// DefaultSettings returns the settings of a new home.
+func DefaultSettings() *Settings {
+	return &Settings{
+		Profile: ProfileDefault,
+		API:     apiSettings{Listen: DefaultAPIListen},
+		P2P:     p2pSettings{Listen: []string{}, Bootstrap: []string{}},
+		Log:     logSettings{Level: "info", Format: "text"},
+	}
+}
+
+// setting is one dotted key: how to read it, parse it and describe it.
+type setting struct {
+	key, help string
+	get       func(*Settings) string
+	set       func(*Settings, string) error
+}
+
+var settingsTable = []setting{
+	{"profile", `"default" or "local"`,
+		func(s *Settings) string { return s.Profile },
+		func(s *Settings, v string) error {
+			switch v {
+			case ProfileDefault, ProfileLocal:
+				s.Profile = v
+				return nil
+			}
+			return fmt.Errorf("must be %q or %q", ProfileDefault, ProfileLocal)
+		}},
+	{"api.listen", "host:port of the HTTP API, e.g. 127.0.0.1:5480",
+		func(s *Settings) string { return s.API.Listen },
+		func(s *Settings, v string) error {
+			host, port, err := net.SplitHostPort(v)
+			if err != nil {
+				return fmt.Errorf("want host:port: %w", err)
+			}
+			if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+				return fmt.Errorf("bad port %q", port)
+			}
+			if host != "localhost" && net.ParseIP(host) == nil {
+				return fmt.Errorf("host %q must be an IP address or localhost", host)
+			}
+			s.API.Listen = v
+			return nil
+		}},
+	{"p2p.listen", "comma-separated multiaddrs; empty = profile default",
+		func(s *Settings) string { return strings.Join(s.P2P.Listen, ",") },
+		func(s *Settings, v string) error {
+			l, err := parseList(v, func(x string) error { _, err := multiaddr.NewMultiaddr(x); return err })
+			if err == nil {
+				s.P2P.Listen = l
+			}
+			return err
+		}},
+	{"p2p.bootstrap", "comma-separated multiaddrs ending in /p2p/<id>; empty = profile default",
+		func(s *Settings) string { return strings.Join(s.P2P.Bootstrap, ",") },
+		func(s *Settings, v string) error {
+			l, err := parseList(v, func(x string) error { _, err := peer.AddrInfoFromString(x); return err })
+			if err == nil {
+				s.P2P.Bootstrap = l
+			}
+			return err
+		}},
+	{"p2p.conn_low", "connection manager low water mark; 0 = default",
+		func(s *Settings) string { return strconv.Itoa(s.P2P.ConnLow) },
+		func(s *Settings, v string) error { return parseCount(v, &s.P2P.ConnLow) }},
+	{"p2p.conn_high", "connection manager high water mark; 0 = default",
+		func(s *Settings) string { return strconv.Itoa(s.P2P.ConnHigh) },
+		func(s *Settings, v string) error { return parseCount(v, &s.P2P.ConnHigh) }},
+	{"store.nosync", "true skips fsync of block writes (faster, unsafe on power loss)",
+		func(s *Settings) string { return strconv.FormatBool(s.Store.NoSync) },
+		func(s *Settings, v string) error {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return fmt.Errorf("want true or false")
+			}
+			s.Store.NoSync = b
+			return nil
+		}},
+	{"log.level", "debug, info, warn or error",
+		func(s *Settings) string { return s.Log.Level },
+		func(s *Settings, v string) error {
+			switch v {
+			case "debug", "info", "warn", "error":
+				s.Log.Level = v
+				return nil
+			}
+			return fmt.Errorf("want debug, info, warn or error")
+		}},
+	{"log.format", "text or json",
+		func(s *Settings) string { return s.Log.Format },
+		func(s *Settings, v string) error {
+			switch v {
+			case "text", "json":
+				s.Log.Format = v
+				return nil
+			}
+			return fmt.Errorf("want text or json")
+		}},
+}
+
+// SettingKeys returns every valid dotted key, sorted.
+func SettingKeys() []string {
+	keys := make([]string, len(settingsTable))
+	for i, st := range settingsTable {
+		keys[i] = st.key
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// EnvVar returns the environment variable that overrides key:
+// PCNODE_ followed by the key in upper case with dots as underscores
+// ("api.listen" → PCNODE_API_LISTEN).
+func EnvVar(key string) string {
+	return "PCNODE_" + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
+}
+
+func lookupSetting(key string) (*setting, error) {
+	for i := range settingsTable {
+		if settingsTable[i].key == key {
+			return &settingsTable[i], nil
+		}
+	}
+	return nil, fmt.Errorf("unknown config key %q (valid keys: %s)", key, strings.Join(SettingKeys(), ", "))
+}
+
+// Get returns the value of a dotted key as `config set` would accept it;
+// lists are comma-separated.
+func (s *Settings) Get(key string) (string, error) {
+	st, err := lookupSetting(key)
+	if err != nil {
+		return "", fmt.Errorf("node: config get: %w", err)
+	}
+	return st.get(s), nil
+}
+
+// Set validates value and stores it under a dotted key. An unknown key or
+// a bad value is an error naming the valid keys or the expected form; s is
+// unchanged then.
+func (s *Settings) Set(key, value string) error {
+	st, err := lookupSetting(key)
+	if err != nil {
+		return fmt.Errorf("node: config set: %w", err)
+	}
+	if err := st.set(s, strings.TrimSpace(value)); err != nil {
+		return fmt.Errorf("node: config set %s=%q: %w", key, value, err)
+	}
+	return nil
+}
+
+// ApplyEnv overrides settings from environment variables named by EnvVar
+// (PCNODE_API_LISTEN, PCNODE_P2P_LISTEN, ...). getenv is os.Getenv when nil.
+// A set but invalid variable is an error.
+func (s *Settings) ApplyEnv(getenv func(string) string) error {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	for _, st := range settingsTable {
+		v := getenv(EnvVar(st.key))
+		if v == "" {
+			continue
+		}
+		if err := st.set(s, strings.TrimSpace(v)); err != nil {
+			return fmt.Errorf("node: config: %s=%q: %w", EnvVar(st.key), v, err)
+		}
+	}
+	return nil
+}
+
+// validate re-checks every key, so a hand-edited file with a bad value is
+// reported at load, naming the key.
+func (s *Settings) validate() error {
+	for _, st := range settingsTable {
+		if err := st.set(s, st.get(s)); err != nil {
+			return fmt.Errorf("%s=%q: %w", st.key, st.get(s), err)
+		}
+	}
+	return nil
+}
+
+// LoadSettings reads <home>/config.toml. Keys missing from the file keep
+// their defaults; unknown keys and bad values are errors. It does not apply
+// environment overrides (see ApplyEnv).
+func LoadSettings(home string) (*Settings, error) {
+	p := filepath.Join(home, ConfigFile)
+	b, err := os.ReadFile(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("node: load config %s: %w (run pcnode init)", home, ErrNotInitialized)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("node: load config: %w", err)
+	}
+	s, err := ParseSettings(b)
+	if err != nil {
+		return nil, fmt.Errorf("node: load config %s: %w", p, err)
+	}
+	return s, nil
+}
+
+// ParseSettings decodes config.toml content over the defaults.
+func ParseSettings(b []byte) (*Settings, error) {
+	s := DefaultSettings()
+	md, err := toml.Decode(string(b), s)
+	if err != nil {
+		return nil, err
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		return nil, fmt.Errorf("unknown key %q (valid keys: %s)", und[0].String(), strings.Join(SettingKeys(), ", "))
+	}
+	if err := s.validate(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Save writes s to <home>/config.toml atomically (mode 0600).
+func (s *Settings) Save(home string) error {
+	var buf bytes.Buffer
+	buf.WriteString("# pcnode configuration; keys are documented in docs/CONFIG.md.\n")
+	buf.WriteString("# Change with: pcnode config set KEY VALUE\n\n")
+	if err := toml.NewEncoder(&buf).Encode(s); err != nil {
+		return fmt.Errorf("node: save config: %w", err)
+	}
+	if err := writeFileAtomic(filepath.Join(home, ConfigFile), buf.Bytes(), 0o600); err != nil {
+		return fmt.Errorf("node: save config: %w", err)
+	}
+	return nil
+}
+
+func parseList(v string, check func(string) error) ([]string, error) {
+	out := []string{}
+	for _, f := range strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' || r == '\n' || r == '\t' }) {
+		if err := check(f); err != nil {
+			return nil, fmt.Errorf("%q: %w", f, err)
+		}
+		out = append(out, f)
+	}
+	return out, nil
+}
+
+func parseCount(v string, dst *int) error {
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 || n > 1_000_000 {
+		return fmt.Errorf("want a whole number from 0 to 1000000")
+	}
+	*dst = n
+	return nil
+}
