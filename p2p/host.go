@@ -1,0 +1,402 @@
+package p2p
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/ipfs/boxo/bitswap"
+	bsnet "github.com/ipfs/boxo/bitswap/network/bsnet"
+	"github.com/ipfs/boxo/blockservice"
+	"github.com/ipfs/boxo/exchange"
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/connmgr"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/metrics"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
+	"github.com/libp2p/go-libp2p/p2p/security/noise"
+	tls "github.com/libp2p/go-libp2p/p2p/security/tls"
+	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+	"github.com/multiformats/go-multiaddr"
+)
+
+// ErrNotStarted is returned by calls that need a started Host.
+var ErrNotStarted = errors.New("host not started")
+
+// ErrClosed is returned by Start after Close.
+var ErrClosed = errors.New("host closed")
+
+// bootstrapTimeout bounds each background dial to a bootstrap peer, so a
+// dead bootstrap peer costs one goroutine for at most this long.
+const bootstrapTimeout = 30 * time.Second
+
+// Host is a device's libp2p host with bitswap. Its methods are safe for
+// concurrent use.
+type Host struct {
+	s settings
+
+	// Set before Start; tests in this package replace them to observe the
+	// host from below (see local_test.go).
+	gater    connmgr.ConnectionGater
+	resolver network.MultiaddrDNSResolver
+	rcmgrFor func(network.ResourceManager) network.ResourceManager
+
+	bw *metrics.BandwidthCounter
+
+	mu      sync.Mutex
+	started bool
+	closed  bool
+	h       host.Host
+	rm      network.ResourceManager
+	bs      *bitswap.Bitswap
+	bsvc    blockservice.BlockService
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+}
+
+// New checks cfg and allocates a Host. It starts nothing: no socket is
+// opened and no goroutine runs until Start.
+func New(cfg Config) (*Host, error) {
+	s, err := cfg.settings()
+	if err != nil {
+		return nil, fmt.Errorf("p2p: new: %w", err)
+	}
+	h := &Host{s: s, bw: metrics.NewBandwidthCounter()}
+	var profileGater connmgr.ConnectionGater
+	if s.profile == ProfileLocal {
+		profileGater = localGater{}
+		h.resolver = refusingResolver{}
+	}
+	switch {
+	case profileGater != nil && s.gater != nil:
+		h.gater = bothGater{profileGater, s.gater}
+	case profileGater != nil:
+		h.gater = profileGater
+	default:
+		h.gater = s.gater
+	}
+	return h, nil
+}
+
+// options turns the settings into libp2p options.
+func (h *Host) options(rm network.ResourceManager, cm connmgr.ConnManager) []libp2p.Option {
+	s := h.s
+	opts := []libp2p.Option{
+		libp2p.Identity(s.key),
+		libp2p.ListenAddrs(s.listen...),
+		libp2p.Transport(tcp.NewTCPTransport),
+		libp2p.Transport(quic.NewTransport),
+		// Noise first: with TCP it is what the dialer proposes, and it is
+		// the cheaper handshake; TLS stays for peers that only speak TLS.
+		libp2p.Security(noise.ID, noise.New),
+		libp2p.Security(tls.ID, tls.New),
+		libp2p.ResourceManager(rm),
+		libp2p.ConnectionManager(cm),
+		libp2p.BandwidthReporter(h.bw),
+		// libp2p would otherwise register its metrics in the process-wide
+		// Prometheus registry, which breaks a second host in one process.
+		libp2p.DisableMetrics(),
+	}
+	if h.gater != nil {
+		opts = append(opts, libp2p.ConnectionGater(h.gater))
+	}
+	if h.resolver != nil {
+		opts = append(opts, libp2p.MultiaddrResolver(h.resolver))
+	}
+	switch s.profile {
+	case ProfileLocal:
+		opts = append(opts,
+			libp2p.DisableRelay(),
+			// Learn no addresses from what peers observe, and advertise
+			// only loopback ones.
+			libp2p.DisableIdentifyAddressDiscovery(),
+			libp2p.AddrsFactory(func(as []multiaddr.Multiaddr) []multiaddr.Multiaddr {
+				out := as[:0:0]
+				for _, a := range as {
+					if loopbackOnly(a) {
+						out = append(out, a)
+					}
+				}
+				return out
+			}),
+		)
+	default:
+		opts = append(opts, libp2p.NATPortMap())
+	}
+	return opts
+}
+
+// Start opens the listeners, starts bitswap and returns when the host
+// accepts connections. Dials to the bootstrap peers continue in the
+// background after Start returns. ctx bounds only the start itself; Start
+// after Close fails with ErrClosed, and a second Start does nothing.
+func (h *Host) Start(ctx context.Context) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return fmt.Errorf("p2p: start: %w", ErrClosed)
+	}
+	if h.started {
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("p2p: start: %w", err)
+	}
+
+	rm, err := newResourceManager()
+	if err != nil {
+		return fmt.Errorf("p2p: start: %w", err)
+	}
+	if h.rcmgrFor != nil {
+		rm = h.rcmgrFor(rm)
+	}
+	cm, err := newConnManager(h.s.connLow, h.s.connHigh)
+	if err != nil {
+		rm.Close()
+		return fmt.Errorf("p2p: start: %w", err)
+	}
+	lh, err := libp2p.New(h.options(rm, cm)...)
+	if err != nil {
+		// libp2p closes rm and cm when it fails to build the host.
+		return fmt.Errorf("p2p: start: %w", err)
+	}
+
+	bctx, cancel := context.WithCancel(context.Background())
+	bs := bitswap.New(bctx, bsnet.NewFromIpfsHost(lh), nil, h.s.blockstore, bitswapOptions()...)
+
+	h.h, h.rm, h.bs, h.cancel = lh, rm, bs, cancel
+	h.bsvc = blockservice.New(h.s.blockstore, bs)
+	h.started = true
+	h.s.log.Info("p2p host started", "id", lh.ID(), "profile", h.s.profile, "addrs", lh.Addrs())
+
+	if len(h.s.bootstrap) > 0 {
+		h.wg.Add(1)
+		go func() {
+			defer h.wg.Done()
+			h.bootstrap(bctx)
+		}()
+	}
+	return nil
+}
+
+// bootstrap dials every bootstrap peer at once and logs the outcome.
+func (h *Host) bootstrap(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, pi := range h.s.bootstrap {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(ctx, bootstrapTimeout)
+			defer cancel()
+			if err := h.h.Connect(ctx, pi); err != nil {
+				h.s.log.Warn("p2p bootstrap dial failed", "peer", pi.ID, "err", err)
+				return
+			}
+			h.s.log.Debug("p2p bootstrap peer connected", "peer", pi.ID)
+		}()
+	}
+	wg.Wait()
+}
+
+// Close stops bitswap and the host, closes every connection and waits for
+// the goroutines Host started. It does not close the Blockstore. Close is
+// idempotent; a Host cannot be started again after Close.
+func (h *Host) Close() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return nil
+	}
+	h.closed = true
+	if !h.started {
+		return nil
+	}
+	h.cancel()
+	var errs []error
+	if err := h.bs.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("bitswap: %w", err))
+	}
+	if err := h.h.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("host: %w", err))
+	}
+	h.wg.Wait()
+	if err := h.rm.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("resource manager: %w", err))
+	}
+	h.s.log.Info("p2p host closed", "id", h.h.ID())
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("p2p: close: %w", err)
+	}
+	return nil
+}
+
+// running returns the libp2p host, or nil before Start and after Close.
+func (h *Host) running() host.Host {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.started || h.closed {
+		return nil
+	}
+	return h.h
+}
+
+// ID returns the host's peer ID, derived from Config.Key. It is valid before
+// Start.
+func (h *Host) ID() peer.ID {
+	id, err := peer.IDFromPrivateKey(h.s.key)
+	if err != nil {
+		// settings checked the key, so this cannot happen.
+		panic(fmt.Sprintf("p2p: id of a checked key: %v", err))
+	}
+	return id
+}
+
+// Addrs returns the addresses peers can dial, each ending in /p2p/<id>. It
+// returns nil before Start and after Close. In ProfileLocal every address is
+// loopback.
+func (h *Host) Addrs() []multiaddr.Multiaddr {
+	lh := h.running()
+	if lh == nil {
+		return nil
+	}
+	p2p, err := multiaddr.NewComponent("p2p", lh.ID().String())
+	if err != nil {
+		panic(fmt.Sprintf("p2p: component of own id: %v", err))
+	}
+	as := lh.Addrs()
+	out := make([]multiaddr.Multiaddr, 0, len(as))
+	for _, a := range as {
+		out = append(out, a.Encapsulate(p2p))
+	}
+	return out
+}
+
+// Connect dials the peer named by addr, which must end in /p2p/<id>, and
+// returns when the connection is open and identified, or when ctx ends. An
+// address without /p2p/ fails with peer.ErrInvalidAddr; an address the
+// profile may not dial fails with ErrRefused before any socket or DNS
+// lookup. Connecting to an already connected peer returns at once.
+func (h *Host) Connect(ctx context.Context, addr multiaddr.Multiaddr) (peer.AddrInfo, error) {
+	if len(addr) == 0 {
+		return peer.AddrInfo{}, fmt.Errorf("p2p: connect: empty address: %w", peer.ErrInvalidAddr)
+	}
+	pi, err := peer.AddrInfoFromP2pAddr(addr)
+	if err != nil {
+		return peer.AddrInfo{}, fmt.Errorf("p2p: connect %s: address must end in /p2p/<peer id>: %w", addr, err)
+	}
+	if h.s.profile == ProfileLocal {
+		for _, a := range pi.Addrs {
+			if needsResolving(a) {
+				return peer.AddrInfo{}, fmt.Errorf("p2p: connect %s: DNS names are not resolved in profile %s: %w", addr, h.s.profile, ErrRefused)
+			}
+		}
+	}
+	lh := h.running()
+	if lh == nil {
+		return peer.AddrInfo{}, fmt.Errorf("p2p: connect %s: %w", addr, ErrNotStarted)
+	}
+	if pi.ID == lh.ID() {
+		return peer.AddrInfo{}, fmt.Errorf("p2p: connect %s: %w", addr, swarm.ErrDialToSelf)
+	}
+	if err := lh.Connect(ctx, *pi); err != nil {
+		if errors.Is(err, swarm.ErrGaterDisallowedConnection) && h.s.profile == ProfileLocal {
+			return peer.AddrInfo{}, fmt.Errorf("p2p: connect %s: %w: %w", addr, ErrRefused, err)
+		}
+		if ctxErr := ctx.Err(); ctxErr != nil && !errors.Is(err, ctxErr) {
+			return peer.AddrInfo{}, fmt.Errorf("p2p: connect %s: %w: %w", addr, ctxErr, err)
+		}
+		return peer.AddrInfo{}, fmt.Errorf("p2p: connect %s: %w", addr, err)
+	}
+	return *pi, nil
+}
+
+// PeerInfo describes one connected peer.
+type PeerInfo struct {
+	ID    peer.ID
+	Addrs []multiaddr.Multiaddr // remote address of each open connection
+	// Direction is "inbound" or "outbound": who opened the first of the
+	// open connections.
+	Direction string
+}
+
+// Peers returns the connected peers, in no particular order. It returns nil
+// before Start and after Close.
+func (h *Host) Peers() []PeerInfo {
+	lh := h.running()
+	if lh == nil {
+		return nil
+	}
+	byID := map[peer.ID]int{}
+	var out []PeerInfo
+	for _, c := range lh.Network().Conns() {
+		i, ok := byID[c.RemotePeer()]
+		if !ok {
+			i = len(out)
+			byID[c.RemotePeer()] = i
+			out = append(out, PeerInfo{ID: c.RemotePeer(), Direction: direction(c.Stat().Direction)})
+		}
+		out[i].Addrs = append(out[i].Addrs, c.RemoteMultiaddr())
+	}
+	return out
+}
+
+func direction(d network.Direction) string {
+	switch d {
+	case network.DirInbound:
+		return "inbound"
+	case network.DirOutbound:
+		return "outbound"
+	default:
+		return "unknown"
+	}
+}
+
+// Exchange returns bitswap, which fetches blocks by CID from connected peers
+// and serves blocks from Config.Blockstore to them. It does not store what
+// it fetches; BlockService does. It returns nil before Start. Do not close
+// it: Close does. It also implements exchange.SessionExchange.
+func (h *Host) Exchange() exchange.Interface {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.bs == nil {
+		return nil
+	}
+	return h.bs
+}
+
+// BlockService returns a block service over Config.Blockstore and the
+// Exchange: a block it does not have locally is fetched with bitswap,
+// stored into the blockstore and then served to other peers. Use it (or a
+// merkledag over it) rather than the Exchange for whole DAGs. It returns nil
+// before Start.
+func (h *Host) BlockService() blockservice.BlockService {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.bsvc
+}
+
+// Libp2p returns the underlying libp2p host for later issues (DHT, mDNS,
+// relay) and tests, or nil before Start. Do not close it: Close does.
+func (h *Host) Libp2p() host.Host {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.h
+}
+
+// Traffic is the total number of bytes the host has sent and received on
+// its streams since it was created: protocol payload (bitswap, identify,
+// ...), without the transports' own framing and handshakes.
+type Traffic struct {
+	BytesIn, BytesOut int64
+}
+
+// Traffic returns the totals so far. It is cheap and valid at any time.
+func (h *Host) Traffic() Traffic {
+	st := h.bw.GetBandwidthTotals()
+	return Traffic{BytesIn: st.TotalIn, BytesOut: st.TotalOut}
+}

@@ -1,0 +1,137 @@
+package p2p
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+
+	"github.com/libp2p/go-libp2p/core/connmgr"
+	"github.com/libp2p/go-libp2p/core/control"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/multiformats/go-multiaddr"
+)
+
+// ErrRefused is wrapped by Connect's error when the profile's dial policy
+// refuses the address (ProfileLocal and anything outside loopback, or a DNS
+// name that would need resolving).
+var ErrRefused = errors.New("address refused by the profile's dial policy")
+
+// loopbackOnly reports whether a is an address the local profile may use: it
+// starts with a loopback IP (127.0.0.0/8 or ::1), names no DNS or relay hop,
+// and is well formed. Anything else, including addresses this function does
+// not understand, is refused.
+func loopbackOnly(a multiaddr.Multiaddr) bool {
+	if len(a) == 0 {
+		return false
+	}
+	ok := true
+	for i, c := range a {
+		switch c.Code() {
+		case multiaddr.P_IP4, multiaddr.P_IP6:
+			if i != 0 {
+				ok = false
+				break
+			}
+			ip := net.IP(c.RawValue())
+			if len(ip) != net.IPv4len && len(ip) != net.IPv6len {
+				ok = false
+				break
+			}
+			ok = ip.IsLoopback()
+		case multiaddr.P_TCP, multiaddr.P_UDP, multiaddr.P_QUIC_V1, multiaddr.P_P2P:
+			if i == 0 {
+				ok = false
+			}
+		default:
+			// DNS, dnsaddr, ip6zone, p2p-circuit, unix, onion and every
+			// transport this host does not run.
+			ok = false
+		}
+		if !ok {
+			return false
+		}
+	}
+	return ok
+}
+
+// localGater is the local profile's connection gater: it lets no dial and
+// no accepted connection involve an address outside loopback.
+type localGater struct{}
+
+var _ connmgr.ConnectionGater = localGater{}
+
+func (localGater) InterceptPeerDial(peer.ID) bool { return true }
+
+func (localGater) InterceptAddrDial(_ peer.ID, a multiaddr.Multiaddr) bool {
+	return loopbackOnly(a)
+}
+
+func (localGater) InterceptAccept(c network.ConnMultiaddrs) bool {
+	return loopbackOnly(c.RemoteMultiaddr()) && loopbackOnly(c.LocalMultiaddr())
+}
+
+func (localGater) InterceptSecured(_ network.Direction, _ peer.ID, c network.ConnMultiaddrs) bool {
+	return loopbackOnly(c.RemoteMultiaddr())
+}
+
+func (localGater) InterceptUpgraded(network.Conn) (bool, control.DisconnectReason) {
+	return true, 0
+}
+
+// bothGater allows a connection only when both gaters do; the first is the
+// profile's policy, so a refused address never reaches the second.
+type bothGater struct{ a, b connmgr.ConnectionGater }
+
+var _ connmgr.ConnectionGater = bothGater{}
+
+func (g bothGater) InterceptPeerDial(p peer.ID) bool {
+	return g.a.InterceptPeerDial(p) && g.b.InterceptPeerDial(p)
+}
+
+func (g bothGater) InterceptAddrDial(p peer.ID, a multiaddr.Multiaddr) bool {
+	return g.a.InterceptAddrDial(p, a) && g.b.InterceptAddrDial(p, a)
+}
+
+func (g bothGater) InterceptAccept(c network.ConnMultiaddrs) bool {
+	return g.a.InterceptAccept(c) && g.b.InterceptAccept(c)
+}
+
+func (g bothGater) InterceptSecured(d network.Direction, p peer.ID, c network.ConnMultiaddrs) bool {
+	return g.a.InterceptSecured(d, p, c) && g.b.InterceptSecured(d, p, c)
+}
+
+func (g bothGater) InterceptUpgraded(c network.Conn) (bool, control.DisconnectReason) {
+	if ok, r := g.a.InterceptUpgraded(c); !ok {
+		return ok, r
+	}
+	return g.b.InterceptUpgraded(c)
+}
+
+// refusingResolver is the local profile's multiaddr DNS resolver. libp2p
+// resolves /dns* and /dnsaddr addresses before it asks the gater about the
+// result, so the gater alone cannot prevent a DNS lookup; this resolver
+// makes sure none happens.
+type refusingResolver struct{}
+
+var _ network.MultiaddrDNSResolver = refusingResolver{}
+
+func (refusingResolver) ResolveDNSAddr(_ context.Context, _ peer.ID, a multiaddr.Multiaddr, _, _ int) ([]multiaddr.Multiaddr, error) {
+	return nil, fmt.Errorf("resolve %s: %w", a, ErrRefused)
+}
+
+func (refusingResolver) ResolveDNSComponent(_ context.Context, a multiaddr.Multiaddr, _ int) ([]multiaddr.Multiaddr, error) {
+	return nil, fmt.Errorf("resolve %s: %w", a, ErrRefused)
+}
+
+// needsResolving reports whether a names a DNS name.
+func needsResolving(a multiaddr.Multiaddr) bool {
+	for _, c := range a {
+		switch c.Code() {
+		case multiaddr.P_DNS, multiaddr.P_DNS4, multiaddr.P_DNS6, multiaddr.P_DNSADDR:
+			return true
+		}
+	}
+	return false
+}
