@@ -1,0 +1,45 @@
+# The one entry point: make run, make test, make lint, make bench,
+# make fuzz, make demo. CI runs `make test` (.ci/run).
+
+GO ?= go
+# staticcheck release that supports Go 1.26.
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+# Whole-suite limit for go test; the suite takes a few minutes on 2 cores.
+TEST_TIMEOUT ?= 20m
+HOME_DIR ?= .pcnode
+
+.PHONY: all build run test lint bench fuzz demo clean
+
+all: build
+
+build:
+	$(GO) build -o bin/pcnode ./cmd/pcnode
+
+# A local-profile node in ./.pcnode, in the foreground. From another shell:
+#   PCNODE_HOME=.pcnode bin/pcnode status
+run: build
+	@if [ ! -f $(HOME_DIR)/config.toml ]; then bin/pcnode --home $(HOME_DIR) init --profile local; fi
+	@echo "make run: home $(HOME_DIR); from another shell: PCNODE_HOME=$(HOME_DIR) bin/pcnode status"
+	bin/pcnode --home $(HOME_DIR) daemon
+
+test:
+	scripts/install-test-deps.sh
+	$(GO) test -race -timeout $(TEST_TIMEOUT) ./...
+
+lint:
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+
+bench:
+	$(GO) run ./integration/bench -out docs/BENCHMARKS.md
+
+fuzz:
+	scripts/fuzz.sh
+
+# Two local daemons: add a file on one, fetch it on the other.
+demo: build
+	scripts/demo.sh bin/pcnode
+
+clean:
+	rm -rf bin

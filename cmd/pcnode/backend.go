@@ -1,0 +1,101 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"time"
+
+	"golang.org/x/term"
+
+	"github.com/pcnode/pcnode/node"
+	"github.com/pcnode/pcnode/node/api"
+)
+
+// lockedWait is how long a command waits for a daemon that holds the home
+// but has not yet written <home>/api: long enough for a node to start,
+// short enough that a stuck one is reported.
+const lockedWait = 15 * time.Second
+
+// backend returns the node to talk to and a function that releases it.
+//
+// It is the daemon's API when one runs (or --api names one). Otherwise,
+// when needDaemon is false, it opens the home offline in this process,
+// which gives the same methods without networking; when needDaemon is
+// true it fails with errNeedsDaemon.
+func (a *app) backend(ctx context.Context, needDaemon bool) (api.Backend, func(), error) {
+	home, err := a.homeDir()
+	if err != nil {
+		return nil, nil, err
+	}
+	if a.apiURL != "" {
+		tok, err := node.LoadToken(home)
+		if err != nil {
+			return nil, nil, err
+		}
+		return api.NewClient(a.apiURL, tok, nil), func() {}, nil
+	}
+	c, err := api.DialHome(home)
+	if err == nil {
+		return c, func() {}, nil
+	}
+	if !errors.Is(err, api.ErrNoDaemon) {
+		return nil, nil, err
+	}
+	if needDaemon {
+		if _, err := node.LoadSettings(home); err != nil {
+			return nil, nil, err
+		}
+		return nil, nil, errNeedsDaemon
+	}
+	n, err := a.openOffline(ctx, home)
+	if errors.Is(err, node.ErrHomeLocked) {
+		// A daemon that is still starting holds the lock before it writes
+		// <home>/api; give it a moment rather than failing at once.
+		if c, derr := waitDaemon(ctx, home, lockedWait); derr == nil {
+			return c, func() {}, nil
+		}
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return n, func() { n.Close() }, nil
+}
+
+func (a *app) openOffline(ctx context.Context, home string) (*node.Node, error) {
+	log, err := a.logger(slog.LevelWarn, "")
+	if err != nil {
+		return nil, err
+	}
+	n, err := node.New(node.Config{Home: home, Offline: true, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	if err := n.Start(ctx); err != nil {
+		n.Close()
+		return nil, err
+	}
+	return n, nil
+}
+
+// waitDaemon polls for a daemon's API until timeout.
+func waitDaemon(ctx context.Context, home string, timeout time.Duration) (*api.Client, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		c, err := api.DialHome(home)
+		if err == nil {
+			return c, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-t.C:
+		}
+	}
+}
+
+func isatty(f *os.File) bool { return term.IsTerminal(int(f.Fd())) }

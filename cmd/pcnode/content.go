@@ -1,0 +1,192 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pcnode/pcnode/node/api"
+)
+
+func (a *app) addCmd() *cobra.Command {
+	var quiet, noPin bool
+	c := &cobra.Command{
+		Use:   "add PATH",
+		Short: "Import a file or directory and print its CID",
+		Long: `Import a file or a directory tree as UnixFS (CIDv1, raw leaves) into the
+node's store and print its root CID. The result is pinned unless --no-pin.
+-q prints only the CID. Through a daemon the path is read by the daemon,
+which runs on this machine.`,
+		Args: args("PATH"),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			path, err := filepath.Abs(argv[0])
+			if err != nil {
+				return err
+			}
+			if _, err := os.Stat(path); err != nil {
+				return fmt.Errorf("add %s: %w", argv[0], unwrapPathError(err))
+			}
+			b, done, err := a.backend(cmd.Context(), false)
+			if err != nil {
+				return err
+			}
+			defer done()
+			fn, finish := a.progress("adding", true, quiet)
+			res, err := b.Add(cmd.Context(), api.AddRequest{Path: path, NoPin: noPin}, fn)
+			finish()
+			if err != nil {
+				return err
+			}
+			return a.print(res, func(w io.Writer) {
+				if quiet {
+					fmt.Fprintln(w, res.CID)
+					return
+				}
+				fmt.Fprintf(w, "added %s %s\n", res.CID, res.Name)
+			})
+		},
+	}
+	c.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only the CID")
+	c.Flags().BoolVar(&noPin, "no-pin", false, "do not pin the result")
+	return c
+}
+
+type catResult struct {
+	CID  string `json:"cid"`
+	Size int    `json:"size"`
+	Data []byte `json:"data"` // base64 in JSON
+}
+
+func (a *app) catCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "cat CID",
+		Short: "Write a file's content to stdout",
+		Long: `Write the content of the UnixFS file CID to stdout. With --json the
+content is returned base64-encoded in "data" (meant for small files).`,
+		Args: args("CID"),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			c, err := api.ParseCID(argv[0])
+			if err != nil {
+				return err
+			}
+			b, done, err := a.backend(cmd.Context(), false)
+			if err != nil {
+				return err
+			}
+			defer done()
+			rc, err := b.Cat(cmd.Context(), c)
+			if err != nil {
+				return err
+			}
+			defer rc.Close()
+			if a.json {
+				data, err := io.ReadAll(rc)
+				if err != nil {
+					return fmt.Errorf("cat %s: %w", c, err)
+				}
+				return a.print(catResult{CID: c.String(), Size: len(data), Data: data}, nil)
+			}
+			if _, err := io.Copy(a.stdout, rc); err != nil {
+				return fmt.Errorf("cat %s: %w", c, err)
+			}
+			return nil
+		},
+	}
+}
+
+func (a *app) getCmd() *cobra.Command {
+	var out string
+	c := &cobra.Command{
+		Use:   "get CID [-o PATH]",
+		Short: "Fetch a file or directory by CID and write it to disk",
+		Long: `Fetch the DAG under CID, from the local store or (through the daemon) from
+connected peers, verify it and write it to PATH (default: ./CID). The
+output appears atomically: it is complete or absent.`,
+		Args: args("CID"),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			c, err := api.ParseCID(argv[0])
+			if err != nil {
+				return err
+			}
+			if out == "" {
+				out = c.String()
+			}
+			// The daemon's working directory is not ours.
+			abs, err := filepath.Abs(out)
+			if err != nil {
+				return err
+			}
+			b, done, err := a.backend(cmd.Context(), false)
+			if err != nil {
+				return err
+			}
+			defer done()
+			fn, finish := a.progress("fetching", true, false)
+			res, err := b.Get(cmd.Context(), api.GetRequest{CID: c.String(), Output: abs}, fn)
+			finish()
+			if err != nil {
+				return err
+			}
+			return a.print(res, func(w io.Writer) {
+				fmt.Fprintf(w, "saved %s to %s (%d bytes)\n", res.CID, res.Output, res.Size)
+			})
+		},
+	}
+	c.Flags().StringVarP(&out, "output", "o", "", "where to write (default ./CID)")
+	return c
+}
+
+type lsResult struct {
+	CID     string      `json:"cid"`
+	Entries []api.Entry `json:"entries"`
+}
+
+func (a *app) lsCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "ls CID",
+		Short: "List a directory's entries (CID, size, name)",
+		Args:  args("CID"),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			c, err := api.ParseCID(argv[0])
+			if err != nil {
+				return err
+			}
+			b, done, err := a.backend(cmd.Context(), false)
+			if err != nil {
+				return err
+			}
+			defer done()
+			ents, err := b.Ls(cmd.Context(), c)
+			if err != nil {
+				return err
+			}
+			if ents == nil {
+				ents = []api.Entry{}
+			}
+			return a.print(lsResult{CID: c.String(), Entries: ents}, func(w io.Writer) {
+				tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', 0)
+				for _, e := range ents {
+					name := e.Name
+					if e.Type == "dir" {
+						name += "/"
+					}
+					fmt.Fprintf(tw, "%s\t%d\t%s\n", e.CID, e.Size, name)
+				}
+				tw.Flush()
+			})
+		},
+	}
+}
+
+// unwrapPathError drops the *fs.PathError wrapper whose path the caller
+// already names.
+func unwrapPathError(err error) error {
+	if pe, ok := err.(*os.PathError); ok {
+		return pe.Err
+	}
+	return err
+}

@@ -1,0 +1,143 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pcnode/pcnode/node"
+	"github.com/pcnode/pcnode/node/api"
+)
+
+func (a *app) daemonCmd() *cobra.Command {
+	var apiListen string
+	c := &cobra.Command{
+		Use:   "daemon",
+		Short: "Run the node in the foreground until interrupted",
+		Long: `Run the node in the foreground: the libp2p host, the block store and the
+HTTP API. It returns on SIGINT or SIGTERM after closing everything.
+
+When ready it prints the node's status (one JSON object with --json) on
+stdout and writes <home>/api, which other pcnode commands read to find it.
+Logs go to stderr (--log-format text|json, --log-level). Only one process
+may have a home open at a time: a second daemon on the same home is refused.`,
+		Args: args(),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			home, err := a.homeDir()
+			if err != nil {
+				return err
+			}
+			s, err := node.LoadSettings(home)
+			if err != nil {
+				return err
+			}
+			if err := s.ApplyEnv(nil); err != nil {
+				return err
+			}
+			format, _ := s.Get("log.format")
+			lvl, _ := s.Get("log.level")
+			var def slog.Level
+			if err := def.UnmarshalText([]byte(lvl)); err != nil {
+				def = slog.LevelInfo
+			}
+			log, err := a.logger(def, format)
+			if err != nil {
+				return err
+			}
+			slog.SetDefault(log) // only cmd/pcnode sets the default logger
+
+			n, err := node.New(node.Config{Home: home, Logger: log, APIListen: apiListen})
+			if err != nil {
+				return err
+			}
+			defer n.Close()
+			if err := n.Start(ctx); err != nil {
+				return err
+			}
+			st, err := n.Status(ctx)
+			if err != nil {
+				return err
+			}
+			if err := a.print(st, func(w io.Writer) {
+				fmt.Fprintf(w, "pcnode daemon ready\n")
+				printStatus(w, st)
+				fmt.Fprintf(w, "from another shell: PCNODE_HOME=%s %s status\n", shellQuote(st.Home), progName())
+			}); err != nil {
+				return err
+			}
+			<-ctx.Done()
+			log.Info("daemon stopping", "reason", "signal")
+			return n.Close()
+		},
+	}
+	c.Flags().StringVar(&apiListen, "api-listen", "", "host:port for the HTTP API, overriding the config's api.listen")
+	return c
+}
+
+func (a *app) statusCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "status",
+		Short: "Show the node's identity, addresses and API",
+		Long: `Show the node's peer ID, its full multiaddrs (ending in /p2p/<id>), the
+API URL and whether it is online. With no daemon running it opens the
+home offline and says so.`,
+		Args: args(),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			b, done, err := a.backend(cmd.Context(), false)
+			if err != nil {
+				return err
+			}
+			defer done()
+			st, err := b.Status(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if st.Addrs == nil {
+				st.Addrs = []string{}
+			}
+			return a.print(st, func(w io.Writer) { printStatus(w, st) })
+		},
+	}
+}
+
+func printStatus(w io.Writer, st api.Status) {
+	online := "online"
+	if !st.Online {
+		online = "offline (no daemon running)"
+	}
+	fmt.Fprintf(w, "peer ID  %s\n", st.ID)
+	fmt.Fprintf(w, "state    %s\n", online)
+	if st.API != "" {
+		fmt.Fprintf(w, "API      %s\n", st.API)
+	}
+	fmt.Fprintf(w, "profile  %s\n", st.Profile)
+	fmt.Fprintf(w, "home     %s\n", st.Home)
+	fmt.Fprintf(w, "version  %s\n", st.Version)
+	fmt.Fprintf(w, "peers    %d\n", st.Peers)
+	if len(st.Addrs) > 0 {
+		fmt.Fprintf(w, "addresses\n  %s\n", strings.Join(st.Addrs, "\n  "))
+	}
+}
+
+// progName is how the user ran pcnode, for hints that can be pasted:
+// "bin/pcnode" after make run, else "pcnode".
+func progName() string {
+	if p := os.Args[0]; strings.Contains(p, "/") && !filepath.IsAbs(p) {
+		return p
+	}
+	return "pcnode"
+}
+
+// shellQuote quotes s for a POSIX shell when it needs it.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:=@+,") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}

@@ -1,0 +1,206 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/pcnode/pcnode/node/api"
+)
+
+// TestMain lets scripts run "exec pcnode ...": testscript copies this test
+// binary onto $PATH as pcnode, and when run under that name it is the CLI.
+func TestMain(m *testing.M) {
+	testscript.Main(m, map[string]func(){
+		"pcnode": func() {
+			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+			code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+			stop()
+			os.Exit(code)
+		},
+	})
+}
+
+// TestScripts runs testdata/script/*.txtar: sessions of a user at a shell.
+// Every home there uses the local profile and api.listen 127.0.0.1:0.
+func TestScripts(t *testing.T) {
+	testscript.Run(t, testscript.Params{
+		Dir:                 "testdata/script",
+		RequireExplicitExec: true,
+		Setup: func(env *testscript.Env) error {
+			env.Setenv("HOME", env.WorkDir)
+			env.Setenv("PCNODE_HOME", filepath.Join(env.WorkDir, "home"))
+			return nil
+		},
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"waitapi":   cmdWaitAPI,
+			"mkrand":    cmdMkrand,
+			"jsonfield": cmdJSONField,
+		},
+	})
+}
+
+// apiWait bounds waitapi: a daemon under -race on a loaded 2-core machine
+// takes a few seconds to start; a minute means it is not coming.
+const apiWait = 60 * time.Second
+
+// waitapi [HOME]: wait until the daemon on HOME (default $PCNODE_HOME)
+// has written <home>/api and answers on it. "! waitapi" waits until no
+// daemon answers there (it has stopped).
+func cmdWaitAPI(ts *testscript.TestScript, neg bool, args []string) {
+	home := ts.Getenv("PCNODE_HOME")
+	if len(args) > 1 {
+		ts.Fatalf("usage: waitapi [HOME]")
+	}
+	if len(args) == 1 {
+		home = ts.MkAbs(args[0])
+	}
+	deadline := time.Now().Add(apiWait)
+	for {
+		_, err := api.DialHome(home)
+		if !neg && err == nil {
+			return
+		}
+		if neg && errors.Is(err, api.ErrNoDaemon) {
+			return
+		}
+		if time.Now().After(deadline) {
+			ts.Fatalf("waitapi %s: still %v after %v", home, err, apiWait)
+		}
+		time.Sleep(50 * time.Millisecond) // polling a condition, bounded by deadline
+	}
+}
+
+// mkrand FILE SIZE [SEED]: write SIZE pseudo-random bytes (suffixes k, M)
+// to FILE; the same seed gives the same bytes.
+func cmdMkrand(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 2 || len(args) > 3 {
+		ts.Fatalf("usage: mkrand FILE SIZE [SEED]")
+	}
+	n, err := parseSize(args[1])
+	ts.Check(err)
+	seed := uint64(1)
+	if len(args) == 3 {
+		seed, err = strconv.ParseUint(args[2], 10, 64)
+		ts.Check(err)
+	}
+	f, err := os.Create(ts.MkAbs(args[0]))
+	ts.Check(err)
+	r := rand.New(rand.NewPCG(seed, seed))
+	buf := make([]byte, 64<<10)
+	for n > 0 {
+		m := min(n, int64(len(buf)))
+		for i := range buf[:m] {
+			buf[i] = byte(r.Uint32())
+		}
+		_, err := f.Write(buf[:m])
+		ts.Check(err)
+		n -= m
+	}
+	ts.Check(f.Close())
+}
+
+func parseSize(s string) (int64, error) {
+	mult := int64(1)
+	switch {
+	case strings.HasSuffix(s, "k"):
+		mult, s = 1<<10, strings.TrimSuffix(s, "k")
+	case strings.HasSuffix(s, "M"):
+		mult, s = 1<<20, strings.TrimSuffix(s, "M")
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("bad size %q", s)
+	}
+	return n * mult, nil
+}
+
+// jsonfield [-set VAR] KEY [REGEXP]: the last command's stdout must be
+// exactly one JSON object whose field KEY (dotted; numbers index arrays:
+// addrs.0) exists and, if REGEXP is given, matches it. -set VAR stores the
+// value in $VAR. "! jsonfield KEY" asserts the field is absent, or does
+// not match REGEXP.
+func cmdJSONField(ts *testscript.TestScript, neg bool, args []string) {
+	var setVar string
+	if len(args) >= 2 && args[0] == "-set" {
+		setVar, args = args[1], args[2:]
+	}
+	if len(args) < 1 || len(args) > 2 || (neg && setVar != "") {
+		ts.Fatalf("usage: [!] jsonfield [-set VAR] KEY [REGEXP]")
+	}
+	v, err := oneJSONObject([]byte(ts.ReadFile("stdout")))
+	ts.Check(err)
+	got, ok := lookupJSON(v, args[0])
+	if ok && len(args) == 2 {
+		re, err := regexp.Compile(args[1])
+		ts.Check(err)
+		ok = re.MatchString(got)
+		if !ok && !neg {
+			ts.Fatalf("jsonfield %s: %q does not match %q", args[0], got, args[1])
+		}
+	}
+	switch {
+	case neg && ok:
+		ts.Fatalf("jsonfield %s: unexpected %q", args[0], got)
+	case !neg && !ok:
+		ts.Fatalf("jsonfield %s: no such field in %s", args[0], ts.ReadFile("stdout"))
+	}
+	if setVar != "" {
+		ts.Setenv(setVar, got)
+	}
+}
+
+// oneJSONObject decodes b, which must hold exactly one JSON object.
+func oneJSONObject(b []byte) (map[string]any, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	var v map[string]any
+	if err := dec.Decode(&v); err != nil {
+		return nil, fmt.Errorf("stdout is not a JSON object: %w\n%s", err, b)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, fmt.Errorf("stdout has more than one JSON value:\n%s", b)
+	}
+	return v, nil
+}
+
+// lookupJSON follows a dotted path; scalars come back as their JSON text
+// without quotes for strings.
+func lookupJSON(v any, path string) (string, bool) {
+	for _, k := range strings.Split(path, ".") {
+		switch x := v.(type) {
+		case map[string]any:
+			var ok bool
+			if v, ok = x[k]; !ok {
+				return "", false
+			}
+		case []any:
+			i, err := strconv.Atoi(k)
+			if err != nil || i < 0 || i >= len(x) {
+				return "", false
+			}
+			v = x[i]
+		default:
+			return "", false
+		}
+	}
+	if s, ok := v.(string); ok {
+		return s, true
+	}
+	b, _ := json.Marshal(v)
+	return string(b), true
+}
