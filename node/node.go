@@ -1,0 +1,640 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	ipld "github.com/ipfs/go-ipld-format"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/multiformats/go-multiaddr"
+
+	"github.com/pcnode/pcnode/blobstore"
+	"github.com/pcnode/pcnode/node/api"
+	"github.com/pcnode/pcnode/p2p"
+)
+
+// DefaultVersion is reported by Status when Config.Version is empty.
+const DefaultVersion = "dev"
+
+// shutdownTimeout bounds how long Close lets API requests finish before
+// it cuts their connections.
+const shutdownTimeout = 5 * time.Second
+
+// Config configures a Node. Only Home is needed; the node's own settings
+// come from <Home>/config.toml and the PCNODE_* environment.
+type Config struct {
+	// Home is the node's home directory, made by Init. Default: DefaultHome().
+	Home string
+	// Offline opens the store without networking and without the API
+	// server: for CLI commands run without a daemon. Default false.
+	Offline bool
+	// Logger receives the node's logs. Default nil: discard.
+	Logger *slog.Logger
+	// APIListen overrides api.listen (host:port). Default "": the config's.
+	APIListen string
+	// Version is reported by Status. Default DefaultVersion.
+	Version string
+	// Getenv reads environment overrides (see Settings.ApplyEnv).
+	// Default nil: os.Getenv.
+	Getenv func(string) string
+}
+
+// Node is one pcnode: its home, block store, libp2p host and API server.
+// Its methods implement api.Backend and are safe for concurrent use once
+// Start has returned.
+type Node struct {
+	cfg      Config
+	log      *slog.Logger
+	home     string
+	settings *Settings
+	key      crypto.PrivKey
+	id       peer.ID
+	token    string
+	metrics  *metrics
+
+	mu      sync.Mutex
+	started bool
+	closed  bool
+	lock    *homeLock
+	store   *blobstore.Store
+	host    *p2p.Host
+	dag     ipld.DAGService
+	srv     *http.Server
+	srvDone chan struct{}
+	apiURL  string
+}
+
+var _ api.Backend = (*Node)(nil)
+
+// New reads the home's config, key and token and allocates a node. It
+// starts nothing and takes no lock: the home can be in use by another
+// process until Start.
+func New(cfg Config) (*Node, error) {
+	if cfg.Home == "" {
+		h, err := DefaultHome()
+		if err != nil {
+			return nil, err
+		}
+		cfg.Home = h
+	}
+	home, err := filepath.Abs(cfg.Home)
+	if err != nil {
+		return nil, fmt.Errorf("node: new: %w", err)
+	}
+	if cfg.Version == "" {
+		cfg.Version = DefaultVersion
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s, err := LoadSettings(home)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.ApplyEnv(cfg.Getenv); err != nil {
+		return nil, err
+	}
+	if cfg.APIListen != "" {
+		if err := s.Set("api.listen", cfg.APIListen); err != nil {
+			return nil, fmt.Errorf("node: new: %w", err)
+		}
+	}
+	key, err := LoadKey(home)
+	if err != nil {
+		return nil, err
+	}
+	id, err := peer.IDFromPrivateKey(key)
+	if err != nil {
+		return nil, fmt.Errorf("node: new: peer ID: %w", err)
+	}
+	tok, err := LoadToken(home)
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{cfg: cfg, log: log, home: home, settings: s, key: key, id: id, token: tok}
+	n.metrics = newMetrics(n)
+	return n, nil
+}
+
+// ID is the node's peer ID.
+func (n *Node) ID() peer.ID { return n.id }
+
+// Home is the node's home directory (absolute).
+func (n *Node) Home() string { return n.home }
+
+// Settings returns a copy of the settings in effect (file, then
+// environment, then Config).
+func (n *Node) Settings() Settings { return *n.settings }
+
+// APIURL is the base URL of the running API server, e.g.
+// "http://127.0.0.1:5480", or "" when offline or not started.
+func (n *Node) APIURL() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.apiURL
+}
+
+// Host is the libp2p host, or nil when offline or not started.
+func (n *Node) Host() *p2p.Host {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.host
+}
+
+// Handler is the node's HTTP API (see docs/API.md) with /metrics, as Start
+// serves it. It is usable after Start, including on an offline node.
+func (n *Node) Handler() http.Handler {
+	host, _, _ := net.SplitHostPort(n.settings.API.Listen)
+	var allowed []string
+	if host != "" {
+		allowed = []string{host}
+	}
+	return api.NewHandler(n, api.HandlerConfig{
+		Token:        n.token,
+		Logger:       n.log.With("component", "api"),
+		Metrics:      n.metrics.handler(),
+		OnRequest:    n.metrics.request,
+		AllowedHosts: allowed,
+	})
+}
+
+// Start takes the home's lock, opens the block store and, unless offline,
+// starts the libp2p host and the API server and writes <home>/api. It
+// returns when the node is ready. A home in use by another process gives
+// ErrHomeLocked. On failure everything started is undone.
+func (n *Node) Start(ctx context.Context) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return errors.New("node: start: node is closed")
+	}
+	if n.started {
+		return nil
+	}
+	if err := n.wire(ctx); err != nil {
+		n.teardown()
+		return err
+	}
+	n.started = true
+	n.log.Info("node started", "id", n.id, "home", n.home, "online", !n.cfg.Offline, "api", n.apiURL)
+	return nil
+}
+
+// wire is the one place where the node's parts are made and joined, in
+// order: lock, store, host, API. teardown undoes it in reverse.
+func (n *Node) wire(ctx context.Context) error {
+	s := n.settings
+	l, err := lockHome(n.home)
+	if err != nil {
+		return fmt.Errorf("node: start: %w", err)
+	}
+	n.lock = l
+
+	st, err := blobstore.Open(ctx, blobstore.Config{
+		Dir:    filepath.Join(n.home, DataDir),
+		NoSync: s.Store.NoSync,
+		Logger: n.log.With("component", "blobstore"),
+	})
+	if err != nil {
+		return fmt.Errorf("node: start: %w", err)
+	}
+	n.store = st
+
+	if n.cfg.Offline {
+		n.dag = blobstore.NewDAG(st, nil)
+		return nil
+	}
+
+	listen, err := parseAddrs(s.P2P.Listen)
+	if err != nil {
+		return fmt.Errorf("node: start: p2p.listen: %w", err)
+	}
+	var boot []peer.AddrInfo
+	for _, b := range s.P2P.Bootstrap {
+		ai, err := peer.AddrInfoFromString(b)
+		if err != nil {
+			return fmt.Errorf("node: start: p2p.bootstrap %q: %w", b, err)
+		}
+		boot = append(boot, *ai)
+	}
+	h, err := p2p.New(p2p.Config{
+		Key:         n.key,
+		Profile:     p2p.Profile(s.Profile),
+		ListenAddrs: listen,
+		Bootstrap:   boot,
+		Blockstore:  st,
+		ConnLow:     s.P2P.ConnLow,
+		ConnHigh:    s.P2P.ConnHigh,
+		Logger:      n.log.With("component", "p2p"),
+	})
+	if err != nil {
+		return fmt.Errorf("node: start: %w", err)
+	}
+	n.host = h
+	if err := h.Start(ctx); err != nil {
+		return fmt.Errorf("node: start: %w", err)
+	}
+	n.dag = blobstore.NewDAG(st, h.Exchange())
+
+	ln, err := net.Listen("tcp", s.API.Listen)
+	if err != nil {
+		return fmt.Errorf("node: start: api listen %s: %w (another daemon, or set api.listen)", s.API.Listen, err)
+	}
+	n.apiURL = "http://" + dialable(ln.Addr().(*net.TCPAddr))
+	n.srv = &http.Server{
+		Handler:           n.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelDebug),
+	}
+	n.srvDone = make(chan struct{})
+	go func() {
+		defer close(n.srvDone)
+		if err := n.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.log.Error("api server stopped", "err", err)
+		}
+	}()
+	// Written last, so a client that finds the file finds a ready node.
+	if err := writeFileAtomic(filepath.Join(n.home, PIDFile), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600); err != nil {
+		return fmt.Errorf("node: start: %w", err)
+	}
+	if err := writeFileAtomic(filepath.Join(n.home, api.APIFile), []byte(n.apiURL+"\n"), 0o600); err != nil {
+		return fmt.Errorf("node: start: %w", err)
+	}
+	return nil
+}
+
+// teardown stops whatever wire started, in reverse order, and waits.
+func (n *Node) teardown() error {
+	var errs []error
+	if n.srv != nil {
+		// Files first, so no new client finds a stopping daemon.
+		_ = os.Remove(filepath.Join(n.home, api.APIFile))
+		_ = os.Remove(filepath.Join(n.home, PIDFile))
+		ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+		if err := n.srv.Shutdown(ctx); err != nil {
+			_ = n.srv.Close() // cut long streams; their contexts end with them
+		}
+		cancel()
+		<-n.srvDone
+		n.srv = nil
+	}
+	if n.host != nil {
+		if err := n.host.Close(); err != nil {
+			errs = append(errs, err)
+		}
+		n.host = nil
+	}
+	if n.store != nil {
+		if err := n.store.Close(); err != nil {
+			errs = append(errs, err)
+		}
+		n.store = nil
+	}
+	n.dag = nil
+	n.apiURL = ""
+	n.lock.unlock()
+	n.lock = nil
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("node: close: %w", err)
+	}
+	return nil
+}
+
+// Close stops the API server (letting requests finish for a few seconds),
+// the host and the store, removes <home>/api and releases the lock. It is
+// idempotent and waits for everything it stops.
+func (n *Node) Close() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return nil
+	}
+	n.closed = true
+	if !n.started {
+		return nil
+	}
+	err := n.teardown()
+	n.log.Info("node closed", "id", n.id)
+	return err
+}
+
+// parts returns the running store and DAG, or an error before Start or
+// after Close.
+func (n *Node) parts() (*blobstore.Store, ipld.DAGService, *p2p.Host, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if !n.started || n.closed {
+		return nil, nil, nil, errors.New("node is not running")
+	}
+	return n.store, n.dag, n.host, nil
+}
+
+// dialable turns a listener's address into one a client can dial: an
+// unspecified address becomes the loopback of its family.
+func dialable(a *net.TCPAddr) string {
+	ip := a.IP
+	switch {
+	case ip.IsUnspecified() && ip.To4() != nil:
+		ip = net.IPv4(127, 0, 0, 1)
+	case ip.IsUnspecified():
+		ip = net.IPv6loopback
+	}
+	return net.JoinHostPort(ip.String(), strconv.Itoa(a.Port))
+}
+
+func parseAddrs(ss []string) ([]multiaddr.Multiaddr, error) {
+	var out []multiaddr.Multiaddr
+	for _, s := range ss {
+		m, err := multiaddr.NewMultiaddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("%q: %w", s, err)
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// --- api.Backend ---
+
+// Status reports the node's identity and addresses. Offline, Addrs is
+// empty and Online false.
+func (n *Node) Status(ctx context.Context) (api.Status, error) {
+	_, _, h, err := n.parts()
+	if err != nil {
+		return api.Status{}, fmt.Errorf("node: status: %w", err)
+	}
+	st := api.Status{
+		ID:      n.id.String(),
+		Addrs:   []string{},
+		API:     n.APIURL(),
+		Profile: n.settings.Profile,
+		Version: n.cfg.Version,
+		Home:    n.home,
+		Online:  h != nil,
+	}
+	if h != nil {
+		for _, a := range h.Addrs() {
+			st.Addrs = append(st.Addrs, a.String())
+		}
+		st.Peers = len(h.Peers())
+	}
+	return st, nil
+}
+
+// Add imports the file or directory at req.Path (absolute) and pins it
+// recursively unless req.NoPin. Progress is in bytes.
+func (n *Node) Add(ctx context.Context, req api.AddRequest, fn api.ProgressFunc) (api.AddResult, error) {
+	st, _, _, err := n.parts()
+	if err != nil {
+		return api.AddResult{}, fmt.Errorf("node: add: %w", err)
+	}
+	if !filepath.IsAbs(req.Path) {
+		return api.AddResult{}, api.Errorf(api.ErrInvalid, "node: add %q: path must be absolute", req.Path)
+	}
+	if _, err := os.Lstat(req.Path); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return api.AddResult{}, api.Errorf(api.ErrNotFound, "node: add %s: no such file or directory", req.Path)
+		}
+		return api.AddResult{}, fmt.Errorf("node: add: %w", err)
+	}
+	res, err := st.Import(ctx, req.Path, blobstore.ImportOptions{Progress: fn})
+	if err != nil {
+		return api.AddResult{}, fmt.Errorf("node: add %s: %w", req.Path, err)
+	}
+	if !req.NoPin {
+		if err := st.Pin(ctx, res.Root, true); err != nil {
+			return api.AddResult{}, fmt.Errorf("node: add %s: pin %s: %w", req.Path, res.Root, err)
+		}
+	}
+	return api.AddResult{CID: res.Root.String(), Name: res.Name, Size: res.Size, Blocks: res.Blocks}, nil
+}
+
+// Cat returns the content of the UnixFS file c; the caller closes it. The
+// reader also implements io.Seeker. Online, missing blocks are fetched
+// from peers as they are read.
+func (n *Node) Cat(ctx context.Context, c cid.Cid) (io.ReadCloser, error) {
+	_, dag, _, err := n.parts()
+	if err != nil {
+		return nil, fmt.Errorf("node: cat %s: %w", c, err)
+	}
+	r, err := blobstore.Cat(ctx, dag, c)
+	if err != nil {
+		return nil, n.contentErr("cat", c, err)
+	}
+	return r, nil
+}
+
+// Get makes the whole DAG under req.CID local (from peers when online),
+// pins it recursively so that GC keeps it, and writes it to req.Output
+// atomically. Offline it succeeds only for data already in the store.
+// Progress is reported in blocks while fetching, then in bytes while
+// writing.
+func (n *Node) Get(ctx context.Context, req api.GetRequest, fn api.ProgressFunc) (api.GetResult, error) {
+	st, dag, _, err := n.parts()
+	if err != nil {
+		return api.GetResult{}, fmt.Errorf("node: get: %w", err)
+	}
+	c, err := api.ParseCID(req.CID)
+	if err != nil {
+		return api.GetResult{}, err
+	}
+	if !filepath.IsAbs(req.Output) {
+		return api.GetResult{}, api.Errorf(api.ErrInvalid, "node: get %s: output %q must be an absolute path", c, req.Output)
+	}
+	if err := blobstore.Fetch(ctx, dag, c, fn); err != nil {
+		return api.GetResult{}, n.contentErr("get", c, err)
+	}
+	if err := st.Pin(ctx, c, true); err != nil {
+		return api.GetResult{}, fmt.Errorf("node: get %s: pin: %w", c, err)
+	}
+	size, err := blobstore.Export(ctx, dag, c, req.Output, fn)
+	if err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return api.GetResult{}, api.Errorf(api.ErrInvalid, "node: get %s: %s already exists: choose another output or remove it", c, req.Output)
+		}
+		return api.GetResult{}, n.contentErr("get", c, err)
+	}
+	return api.GetResult{CID: c.String(), Output: req.Output, Size: size}, nil
+}
+
+// Ls lists the directory c, or describes the file c as its one entry.
+func (n *Node) Ls(ctx context.Context, c cid.Cid) ([]api.Entry, error) {
+	_, dag, _, err := n.parts()
+	if err != nil {
+		return nil, fmt.Errorf("node: ls %s: %w", c, err)
+	}
+	es, err := blobstore.Ls(ctx, dag, c)
+	if err != nil {
+		return nil, n.contentErr("ls", c, err)
+	}
+	out := make([]api.Entry, 0, len(es))
+	for _, e := range es {
+		out = append(out, api.Entry{Name: e.Name, CID: e.Cid.String(), Size: int64(e.Size), Type: fmt.Sprint(e.Type)})
+	}
+	return out, nil
+}
+
+// contentErr marks a content error with its kind, adding what to do.
+func (n *Node) contentErr(op string, c cid.Cid, err error) error {
+	switch {
+	case ipld.IsNotFound(err) && n.cfg.Offline:
+		return api.Errorf(api.ErrNotFound, "node: %s %s: not in the local store (offline; start pcnode daemon to fetch from peers): %w", op, c, err)
+	case ipld.IsNotFound(err):
+		return api.Errorf(api.ErrNotFound, "node: %s %s: %w", op, c, err)
+	case errors.Is(err, blobstore.ErrIsDir):
+		return api.Errorf(api.ErrInvalid, "node: %s %s: is a directory: use ls or get", op, c)
+	case errors.Is(err, blobstore.ErrNotDir):
+		return api.Errorf(api.ErrInvalid, "node: %s %s: not a directory: use cat or get", op, c)
+	}
+	return fmt.Errorf("node: %s %s: %w", op, c, err)
+}
+
+// PinAdd pins c (and, if recursive, every block under it).
+func (n *Node) PinAdd(ctx context.Context, c cid.Cid, recursive bool) error {
+	st, _, _, err := n.parts()
+	if err != nil {
+		return fmt.Errorf("node: pin add %s: %w", c, err)
+	}
+	if err := st.Pin(ctx, c, recursive); err != nil {
+		return n.contentErr("pin add", c, err)
+	}
+	return nil
+}
+
+// PinRm removes the pin on c; a CID without a pin is ErrNotFound.
+func (n *Node) PinRm(ctx context.Context, c cid.Cid) error {
+	st, _, _, err := n.parts()
+	if err != nil {
+		return fmt.Errorf("node: pin rm %s: %w", c, err)
+	}
+	if err := st.Unpin(ctx, c); err != nil {
+		if errors.Is(err, blobstore.ErrNotPinned) {
+			return api.Errorf(api.ErrNotFound, "node: pin rm %s: %w", c, err)
+		}
+		return fmt.Errorf("node: pin rm %s: %w", c, err)
+	}
+	return nil
+}
+
+// PinLs lists the pins.
+func (n *Node) PinLs(ctx context.Context) ([]api.Pin, error) {
+	st, _, _, err := n.parts()
+	if err != nil {
+		return nil, fmt.Errorf("node: pin ls: %w", err)
+	}
+	ps, err := st.Pins(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("node: pin ls: %w", err)
+	}
+	out := make([]api.Pin, 0, len(ps))
+	for _, p := range ps {
+		t := "direct"
+		if p.Recursive {
+			t = "recursive"
+		}
+		out = append(out, api.Pin{CID: p.Cid.String(), Type: t})
+	}
+	return out, nil
+}
+
+// GC removes every block not reachable from a pin.
+func (n *Node) GC(ctx context.Context) (api.GCResult, error) {
+	st, _, _, err := n.parts()
+	if err != nil {
+		return api.GCResult{}, fmt.Errorf("node: gc: %w", err)
+	}
+	r, err := st.GC(ctx)
+	if err != nil {
+		return api.GCResult{}, fmt.Errorf("node: gc: %w", err)
+	}
+	return api.GCResult{Removed: r.Removed, FreedBytes: r.Freed}, nil
+}
+
+// Verify re-hashes every block; corrupt ones are quarantined. Progress is
+// in blocks.
+func (n *Node) Verify(ctx context.Context, fn api.ProgressFunc) (api.VerifyResult, error) {
+	st, _, _, err := n.parts()
+	if err != nil {
+		return api.VerifyResult{}, fmt.Errorf("node: verify: %w", err)
+	}
+	r, err := st.Verify(ctx, fn)
+	if err != nil {
+		return api.VerifyResult{}, fmt.Errorf("node: verify: %w", err)
+	}
+	out := api.VerifyResult{Checked: r.Checked, Corrupt: []string{}, Quarantined: r.Quarantined}
+	for _, c := range r.Corrupt {
+		out.Corrupt = append(out.Corrupt, c.String())
+	}
+	return out, nil
+}
+
+// RepoStat counts the store's blocks, bytes and pins.
+func (n *Node) RepoStat(ctx context.Context) (api.RepoStat, error) {
+	st, _, _, err := n.parts()
+	if err != nil {
+		return api.RepoStat{}, fmt.Errorf("node: repo stat: %w", err)
+	}
+	s, err := st.Stat(ctx)
+	if err != nil {
+		return api.RepoStat{}, fmt.Errorf("node: repo stat: %w", err)
+	}
+	return api.RepoStat{Blocks: s.Blocks, Bytes: s.Bytes, Pins: s.Pins, Path: s.Dir, DiskBytes: s.DiskBytes}, nil
+}
+
+// PeerList lists connected peers; offline it is empty.
+func (n *Node) PeerList(ctx context.Context) ([]api.Peer, error) {
+	_, _, h, err := n.parts()
+	if err != nil {
+		return nil, fmt.Errorf("node: peers: %w", err)
+	}
+	out := []api.Peer{}
+	if h == nil {
+		return out, nil
+	}
+	for _, p := range h.Peers() {
+		out = append(out, peerOf(p.ID, p.Addrs, p.Direction))
+	}
+	return out, nil
+}
+
+// Connect dials addr, which must end in /p2p/<peer ID>. Offline it fails
+// with api.ErrOffline.
+func (n *Node) Connect(ctx context.Context, addr multiaddr.Multiaddr) (api.Peer, error) {
+	_, _, h, err := n.parts()
+	if err != nil {
+		return api.Peer{}, fmt.Errorf("node: connect %s: %w", addr, err)
+	}
+	if h == nil {
+		return api.Peer{}, api.Errorf(api.ErrOffline, "node: connect %s: node is offline: start pcnode daemon and connect through it", addr)
+	}
+	if _, err := peer.AddrInfoFromP2pAddr(addr); err != nil {
+		return api.Peer{}, api.Errorf(api.ErrInvalid, "node: connect %s: address must end in /p2p/<peer ID>: %w", addr, err)
+	}
+	ai, err := h.Connect(ctx, addr)
+	if err != nil {
+		return api.Peer{}, fmt.Errorf("node: connect %s: %w", addr, err)
+	}
+	return peerOf(ai.ID, ai.Addrs, "outbound"), nil
+}
+
+func peerOf(id peer.ID, addrs []multiaddr.Multiaddr, dir string) api.Peer {
+	p := api.Peer{ID: id.String(), Addrs: []string{}, Direction: dir}
+	for _, a := range addrs {
+		p.Addrs = append(p.Addrs, a.String())
+	}
+	return p
+}
