@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ipfs/boxo/bitswap"
@@ -46,7 +47,7 @@ type Host struct {
 	resolver network.MultiaddrDNSResolver
 	rcmgrFor func(network.ResourceManager) network.ResourceManager
 
-	bw *metrics.BandwidthCounter
+	bw *trafficCounter
 
 	mu      sync.Mutex
 	started bool
@@ -66,7 +67,7 @@ func New(cfg Config) (*Host, error) {
 	if err != nil {
 		return nil, fmt.Errorf("p2p: new: %w", err)
 	}
-	h := &Host{s: s, bw: metrics.NewBandwidthCounter()}
+	h := &Host{s: s, bw: &trafficCounter{BandwidthCounter: metrics.NewBandwidthCounter()}}
 	var profileGater connmgr.ConnectionGater
 	if s.profile == ProfileLocal {
 		profileGater = localGater{}
@@ -304,7 +305,7 @@ func (h *Host) Connect(ctx context.Context, addr multiaddr.Multiaddr) (peer.Addr
 		return peer.AddrInfo{}, fmt.Errorf("p2p: connect %s: %w", addr, swarm.ErrDialToSelf)
 	}
 	if err := lh.Connect(ctx, *pi); err != nil {
-		if errors.Is(err, swarm.ErrGaterDisallowedConnection) && h.s.profile == ProfileLocal {
+		if h.s.profile == ProfileLocal && onlyRefusals(err) {
 			return peer.AddrInfo{}, fmt.Errorf("p2p: connect %s: %w: %w", addr, ErrRefused, err)
 		}
 		if ctxErr := ctx.Err(); ctxErr != nil && !errors.Is(err, ctxErr) {
@@ -313,6 +314,27 @@ func (h *Host) Connect(ctx context.Context, addr multiaddr.Multiaddr) (peer.Addr
 		return peer.AddrInfo{}, fmt.Errorf("p2p: connect %s: %w", addr, err)
 	}
 	return *pi, nil
+}
+
+// onlyRefusals reports whether a dial failed only because the gater refused
+// every address, rather than because some address was tried and failed.
+func onlyRefusals(err error) bool {
+	var de *swarm.DialError
+	if !errors.As(err, &de) {
+		return false
+	}
+	if de.Cause != nil && !errors.Is(de.Cause, swarm.ErrGaterDisallowedConnection) && !errors.Is(de.Cause, swarm.ErrNoGoodAddresses) {
+		return false
+	}
+	if len(de.DialErrors) == 0 {
+		return errors.Is(de.Cause, swarm.ErrGaterDisallowedConnection)
+	}
+	for _, te := range de.DialErrors {
+		if !errors.Is(te.Cause, swarm.ErrGaterDisallowedConnection) {
+			return false
+		}
+	}
+	return true
 }
 
 // PeerInfo describes one connected peer.
@@ -395,8 +417,29 @@ type Traffic struct {
 	BytesIn, BytesOut int64
 }
 
-// Traffic returns the totals so far. It is cheap and valid at any time.
+// Traffic returns the totals so far. It is exact (not sampled), cheap, and
+// valid at any time.
 func (h *Host) Traffic() Traffic {
-	st := h.bw.GetBandwidthTotals()
-	return Traffic{BytesIn: st.TotalIn, BytesOut: st.TotalOut}
+	return Traffic{BytesIn: h.bw.in.Load(), BytesOut: h.bw.out.Load()}
+}
+
+// trafficCounter is libp2p's bandwidth counter plus exact totals: the
+// counter's own totals are sampled once a second, too late for a test or a
+// "bytes so far" line right after a transfer. Per-peer and per-protocol
+// rates stay available from the embedded counter.
+type trafficCounter struct {
+	*metrics.BandwidthCounter
+	in, out atomic.Int64
+}
+
+var _ metrics.Reporter = (*trafficCounter)(nil)
+
+func (c *trafficCounter) LogSentMessage(n int64) {
+	c.out.Add(n)
+	c.BandwidthCounter.LogSentMessage(n)
+}
+
+func (c *trafficCounter) LogRecvMessage(n int64) {
+	c.in.Add(n)
+	c.BandwidthCounter.LogRecvMessage(n)
 }
