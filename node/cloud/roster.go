@@ -203,7 +203,7 @@ func (r *Roster) validate() error {
 		if !m.Role.valid() {
 			return fmt.Errorf("%w: member %s: role %q (want %q or %q)", ErrInvalid, m.Peer, m.Role, RoleDevice, RoleServer)
 		}
-		if m.Added.IsZero() || m.Added.Unix() <= 0 || m.Revoked.Unix() < 0 {
+		if m.Added.Unix() <= 0 || (m.IsRevoked() && m.Revoked.Unix() <= 0) {
 			return fmt.Errorf("%w: member %s: bad times", ErrInvalid, m.Peer)
 		}
 		if !m.IsRevoked() {
