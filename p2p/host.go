@@ -280,8 +280,10 @@ func (h *Host) Addrs() []multiaddr.Multiaddr {
 // Connect dials the peer named by addr, which must end in /p2p/<id>, and
 // returns when the connection is open and identified, or when ctx ends. An
 // address without /p2p/ fails with peer.ErrInvalidAddr; an address the
-// profile may not dial fails with ErrRefused before any socket or DNS
-// lookup. Connecting to an already connected peer returns at once.
+// profile may not dial (in ProfileLocal: anything but a loopback IP) fails
+// with ErrRefused before any socket is opened or name resolved, as does a
+// dial that Config.Gater refuses. When ctx ends first the error wraps
+// ctx.Err(). Connecting to an already connected peer returns at once.
 func (h *Host) Connect(ctx context.Context, addr multiaddr.Multiaddr) (peer.AddrInfo, error) {
 	if len(addr) == 0 {
 		return peer.AddrInfo{}, fmt.Errorf("p2p: connect: empty address: %w", peer.ErrInvalidAddr)
@@ -291,9 +293,12 @@ func (h *Host) Connect(ctx context.Context, addr multiaddr.Multiaddr) (peer.Addr
 		return peer.AddrInfo{}, fmt.Errorf("p2p: connect %s: address must end in /p2p/<peer id>: %w", addr, err)
 	}
 	if h.s.profile == ProfileLocal {
+		// Checked here as well as in the gater because libp2p resolves
+		// names, and silently drops some addresses, before it asks the
+		// gater; this way the caller learns why.
 		for _, a := range pi.Addrs {
-			if needsResolving(a) {
-				return peer.AddrInfo{}, fmt.Errorf("p2p: connect %s: DNS names are not resolved in profile %s: %w", addr, h.s.profile, ErrRefused)
+			if !loopbackOnly(a) {
+				return peer.AddrInfo{}, fmt.Errorf("p2p: connect %s: profile %s dials only loopback IP addresses: %w", addr, h.s.profile, ErrRefused)
 			}
 		}
 	}
@@ -305,7 +310,7 @@ func (h *Host) Connect(ctx context.Context, addr multiaddr.Multiaddr) (peer.Addr
 		return peer.AddrInfo{}, fmt.Errorf("p2p: connect %s: %w", addr, swarm.ErrDialToSelf)
 	}
 	if err := lh.Connect(ctx, *pi); err != nil {
-		if h.s.profile == ProfileLocal && onlyRefusals(err) {
+		if onlyRefusals(err) {
 			return peer.AddrInfo{}, fmt.Errorf("p2p: connect %s: %w: %w", addr, ErrRefused, err)
 		}
 		if ctxErr := ctx.Err(); ctxErr != nil && !errors.Is(err, ctxErr) {

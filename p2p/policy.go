@@ -13,10 +13,10 @@ import (
 	"github.com/multiformats/go-multiaddr"
 )
 
-// ErrRefused is wrapped by Connect's error when the profile's dial policy
-// refuses the address (ProfileLocal and anything outside loopback, or a DNS
-// name that would need resolving).
-var ErrRefused = errors.New("address refused by the profile's dial policy")
+// ErrRefused is wrapped by Connect's error when the dial policy refuses the
+// address or peer: the profile's (ProfileLocal refuses anything but loopback
+// IP addresses, DNS names included) or Config.Gater's.
+var ErrRefused = errors.New("refused by the dial policy")
 
 // loopbackOnly reports whether a is an address the local profile may use: it
 // starts with a loopback IP (127.0.0.0/8 or ::1), names no DNS or relay hop,
