@@ -2,9 +2,9 @@ package cloud
 
 import (
 	"bytes"
-	"flag"
 	"crypto/rand"
 	"errors"
+	"flag"
 	"os"
 	"path/filepath"
 	"testing"
