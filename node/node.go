@@ -65,6 +65,11 @@ type Node struct {
 	token    string
 	metrics  *metrics
 
+	// gcMu keeps GC out of the gap between writing blocks and pinning
+	// them in Add and Get: both hold it shared from first block to pin,
+	// GC holds it exclusively.
+	gcMu sync.RWMutex
+
 	mu      sync.Mutex
 	started bool
 	closed  bool
@@ -411,7 +416,9 @@ func (n *Node) Add(ctx context.Context, req api.AddRequest, fn api.ProgressFunc)
 		}
 		return api.AddResult{}, fmt.Errorf("node: add: %w", err)
 	}
-	res, err := st.Import(ctx, req.Path, blobstore.ImportOptions{Progress: fn})
+	n.gcMu.RLock()
+	defer n.gcMu.RUnlock()
+	res, err := st.Import(ctx, req.Path, blobstore.ImportOptions{Progress: progress(fn)})
 	if err != nil {
 		return api.AddResult{}, fmt.Errorf("node: add %s: %w", req.Path, err)
 	}
@@ -455,13 +462,21 @@ func (n *Node) Get(ctx context.Context, req api.GetRequest, fn api.ProgressFunc)
 	if !filepath.IsAbs(req.Output) {
 		return api.GetResult{}, api.Errorf(api.ErrInvalid, "node: get %s: output %q must be an absolute path", c, req.Output)
 	}
-	if err := blobstore.Fetch(ctx, dag, c, fn); err != nil {
+	n.gcMu.RLock()
+	err = blobstore.Fetch(ctx, dag, c, progress(fn))
+	if err != nil && n.cfg.Offline && ctx.Err() == nil {
+		// Offline the only source is the store, and merkledag reports a
+		// missing child as "failed to fetch all nodes": it is not there.
+		err = api.Errorf(api.ErrNotFound, "not in the local store (offline; start pcnode daemon to fetch from peers): %w", err)
+	}
+	if err == nil {
+		err = st.Pin(ctx, c, true)
+	}
+	n.gcMu.RUnlock()
+	if err != nil {
 		return api.GetResult{}, n.contentErr("get", c, err)
 	}
-	if err := st.Pin(ctx, c, true); err != nil {
-		return api.GetResult{}, fmt.Errorf("node: get %s: pin: %w", c, err)
-	}
-	size, err := blobstore.Export(ctx, dag, c, req.Output, fn)
+	size, err := blobstore.Export(ctx, dag, c, req.Output, progress(fn))
 	if err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			return api.GetResult{}, api.Errorf(api.ErrInvalid, "node: get %s: %s already exists: choose another output or remove it", c, req.Output)
@@ -478,19 +493,40 @@ func (n *Node) Ls(ctx context.Context, c cid.Cid) ([]api.Entry, error) {
 		return nil, fmt.Errorf("node: ls %s: %w", c, err)
 	}
 	es, err := blobstore.Ls(ctx, dag, c)
+	if errors.Is(err, blobstore.ErrNotDir) {
+		// A file lists as itself, as `ipfs ls` would show it in its parent.
+		if r, cerr := blobstore.Cat(ctx, dag, c); cerr == nil {
+			size, serr := r.Seek(0, io.SeekEnd)
+			r.Close()
+			if serr == nil {
+				return []api.Entry{{Name: "", CID: c.String(), Size: size, Type: "file"}}, nil
+			}
+		}
+	}
 	if err != nil {
 		return nil, n.contentErr("ls", c, err)
 	}
 	out := make([]api.Entry, 0, len(es))
 	for _, e := range es {
-		out = append(out, api.Entry{Name: e.Name, CID: e.Cid.String(), Size: int64(e.Size), Type: fmt.Sprint(e.Type)})
+		out = append(out, api.Entry{Name: e.Name, CID: e.Cid.String(), Size: e.Size, Type: e.Type})
 	}
 	return out, nil
+}
+
+// progress adapts fn to the store's callbacks, which report an unknown
+// total as -1 where api.ProgressFunc uses 0.
+func progress(fn api.ProgressFunc) func(done, total int64) {
+	if fn == nil {
+		return nil
+	}
+	return func(done, total int64) { fn(done, max(total, 0)) }
 }
 
 // contentErr marks a content error with its kind, adding what to do.
 func (n *Node) contentErr(op string, c cid.Cid, err error) error {
 	switch {
+	case errors.Is(err, api.ErrNotFound):
+		return fmt.Errorf("node: %s %s: %w", op, c, err)
 	case ipld.IsNotFound(err) && n.cfg.Offline:
 		return api.Errorf(api.ErrNotFound, "node: %s %s: not in the local store (offline; start pcnode daemon to fetch from peers): %w", op, c, err)
 	case ipld.IsNotFound(err):
@@ -557,7 +593,9 @@ func (n *Node) GC(ctx context.Context) (api.GCResult, error) {
 	if err != nil {
 		return api.GCResult{}, fmt.Errorf("node: gc: %w", err)
 	}
+	n.gcMu.Lock()
 	r, err := st.GC(ctx)
+	n.gcMu.Unlock()
 	if err != nil {
 		return api.GCResult{}, fmt.Errorf("node: gc: %w", err)
 	}
@@ -571,7 +609,7 @@ func (n *Node) Verify(ctx context.Context, fn api.ProgressFunc) (api.VerifyResul
 	if err != nil {
 		return api.VerifyResult{}, fmt.Errorf("node: verify: %w", err)
 	}
-	r, err := st.Verify(ctx, fn)
+	r, err := st.Verify(ctx, progress(fn))
 	if err != nil {
 		return api.VerifyResult{}, fmt.Errorf("node: verify: %w", err)
 	}

@@ -118,7 +118,7 @@ func TestNodeThroughAPI(t *testing.T) {
 	}
 	blocks0 := metric(t, c, "pcnode_store_blocks")
 
-	const size = 700 << 10 // several chunks, so a DAG with links
+	const size = 2<<20 + 12345 // several chunks, so a DAG with links
 	path, want := writeRandom(t, t.TempDir(), "f.bin", size)
 	var progress int64
 	res, err := c.Add(ctx, api.AddRequest{Path: path}, func(done, _ int64) { progress = done })
@@ -313,7 +313,7 @@ func TestNodeOffline(t *testing.T) {
 	if err != nil || st.Online || st.ID == "" || len(st.Addrs) != 0 {
 		t.Fatalf("status %+v, %v", st, err)
 	}
-	path, want := writeRandom(t, t.TempDir(), "x", 300<<10)
+	path, want := writeRandom(t, t.TempDir(), "x", 3<<20)
 	res, err := n.Add(ctx, api.AddRequest{Path: path}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -383,7 +383,7 @@ func TestTwoNodes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
 
-	path, want := writeRandom(t, t.TempDir(), "shared.bin", 1<<20+12345)
+	path, want := writeRandom(t, t.TempDir(), "shared.bin", 3<<20+12345)
 	res, err := a.Add(ctx, api.AddRequest{Path: path}, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,364 @@
+package cloud
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/multiformats/go-multiaddr"
+)
+
+// Protocol IDs.
+const (
+	// JoinProtocol is the one exchange with which a new device redeems an
+	// invite. It is the only cloud protocol a non-member may open.
+	JoinProtocol protocol.ID = "/pcnode/join/1.0.0"
+	// RosterProtocol exchanges roster versions and pushes the newer signed
+	// roster. Members only: a stream from anyone else is reset.
+	RosterProtocol protocol.ID = "/pcnode/roster/1.0.0"
+)
+
+// DefaultTimeout bounds one protocol exchange (open, write, read). Ten
+// seconds covers a relayed connection with a slow first byte while keeping
+// a stalled stranger from holding a stream for long.
+const DefaultTimeout = 10 * time.Second
+
+// Config configures a Service. Host is required; everything else has a
+// working zero value.
+type Config struct {
+	// Host is the libp2p host the protocols run on. Required. The caller
+	// owns it and closes it after the Service.
+	Host host.Host
+	// Dir is the cloud directory Load reads when State is nil.
+	Dir string
+	// State is the cloud to serve. Default: Load(Dir).
+	State *State
+	// Logger receives the service's logs. Default: discard.
+	Logger *slog.Logger
+	// Now is the clock for invites and revocations. Default time.Now.
+	Now func() time.Time
+	// Timeout bounds one protocol exchange. Default DefaultTimeout.
+	Timeout time.Duration
+}
+
+// Service runs the join and roster protocols for one device, disconnects
+// revoked peers, and answers membership questions for the rest of the
+// node. All methods are safe for concurrent use.
+type Service struct {
+	host    host.Host
+	state   *State
+	log     *slog.Logger
+	now     func() time.Time
+	timeout time.Duration
+
+	ctx    context.Context // cancelled by Close
+	cancel context.CancelFunc
+	notify *network.NotifyBundle
+
+	mu      sync.Mutex
+	started bool
+	closed  bool
+	syncing map[peer.ID]bool // a sync runs for the peer; true: run once more
+	wg      sync.WaitGroup
+}
+
+// New allocates a Service; it starts nothing. It fails if Host is nil or
+// the cloud cannot be loaded (ErrNoCloud for a device that has not
+// created or joined a cloud).
+func New(cfg Config) (*Service, error) {
+	if cfg.Host == nil {
+		return nil, fmt.Errorf("cloud: new service: %w: no host", ErrInvalid)
+	}
+	st := cfg.State
+	if st == nil {
+		var err error
+		if st, err = Load(cfg.Dir); err != nil {
+			return nil, err
+		}
+	}
+	s := &Service{
+		host:    cfg.Host,
+		state:   st,
+		log:     cfg.Logger,
+		now:     cfg.Now,
+		timeout: cfg.Timeout,
+		syncing: map[peer.ID]bool{},
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.timeout <= 0 {
+		s.timeout = DefaultTimeout
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.notify = &network.NotifyBundle{ConnectedF: func(_ network.Network, c network.Conn) { s.onConnect(c.RemotePeer()) }}
+	return s, nil
+}
+
+// Start registers the stream handlers and the connection watcher, then
+// starts a roster exchange with every member already connected. It
+// returns at once; it is an error to start a Service twice or after Close.
+func (s *Service) Start(ctx context.Context) error {
+	s.mu.Lock()
+	if s.started || s.closed {
+		s.mu.Unlock()
+		return fmt.Errorf("cloud: start: %w: already started or closed", ErrInvalid)
+	}
+	s.started = true
+	s.mu.Unlock()
+	s.host.SetStreamHandler(JoinProtocol, s.handleJoin)
+	s.host.SetStreamHandler(RosterProtocol, s.handleRoster)
+	s.host.Network().Notify(s.notify)
+	for _, p := range s.host.Network().Peers() {
+		s.onConnect(p)
+	}
+	s.log.Info("cloud: started", "cloud", s.state.ID().String(), "version", s.state.Roster().Version, "admin", s.state.IsAdmin())
+	return ctx.Err()
+}
+
+// Close removes the handlers, stops watching connections and waits for
+// every exchange the Service started. It is idempotent.
+func (s *Service) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	started := s.started
+	s.mu.Unlock()
+	if started {
+		s.host.RemoveStreamHandler(JoinProtocol)
+		s.host.RemoveStreamHandler(RosterProtocol)
+		s.host.Network().StopNotify(s.notify)
+	}
+	s.cancel()
+	s.wg.Wait()
+	return nil
+}
+
+// State returns the cloud the Service serves.
+func (s *Service) State() *State { return s.state }
+
+// IsMember reports whether p is a live member of the cloud.
+func (s *Service) IsMember(p peer.ID) bool { return s.state.IsMember(p) }
+
+// Gate reports whether a connection with p may be kept once p is
+// authenticated; the p2p connection gater calls it from InterceptSecured.
+// It refuses only revoked peers: members must connect, and non-members
+// must be able to reach the join protocol (and, later, to fetch blocks of
+// active shares). Every members-only protocol checks IsMember itself.
+func (s *Service) Gate(p peer.ID) bool { return !s.state.IsRevoked(p) }
+
+// NewInvite issues an invite reachable at this host's current addresses
+// (see State.NewInvite), valid for ttl (DefaultInviteTTL if <= 0).
+func (s *Service) NewInvite(ttl time.Duration, admin bool) (Invite, string, error) {
+	var full []multiaddr.Multiaddr
+	p2p, err := multiaddr.NewComponent("p2p", s.host.ID().String())
+	if err != nil {
+		return Invite{}, "", fmt.Errorf("cloud: new invite: %w", err)
+	}
+	for _, a := range s.host.Addrs() {
+		full = append(full, a.AppendComponent(p2p))
+	}
+	return s.state.NewInvite(full, ttl, admin, s.now())
+}
+
+// Revoke revokes the member named or with peer ID nameOrPeer, signs and
+// stores the roster, disconnects the revoked device and pushes the roster
+// to every connected member. It needs the cloud key (ErrNotAdmin).
+func (s *Service) Revoke(nameOrPeer string) (*Roster, error) {
+	r, err := s.state.Revoke(nameOrPeer, s.now())
+	if err != nil {
+		return nil, err
+	}
+	s.rosterChanged(r)
+	return r, nil
+}
+
+// Rename renames a member, signs and stores the roster and pushes it to
+// every connected member. It needs the cloud key (ErrNotAdmin).
+func (s *Service) Rename(nameOrPeer, name string) (*Roster, error) {
+	r, err := s.state.Rename(nameOrPeer, name)
+	if err != nil {
+		return nil, err
+	}
+	s.rosterChanged(r)
+	return r, nil
+}
+
+// Sync exchanges rosters with p now and waits for the exchange. Exchanges
+// also run by themselves whenever a member connects.
+func (s *Service) Sync(ctx context.Context, p peer.ID) error {
+	if !s.state.IsMember(p) {
+		return fmt.Errorf("cloud: sync %s: %w", p, ErrNotFound)
+	}
+	return s.syncOnce(ctx, p)
+}
+
+// onConnect runs in the swarm's notification path, so it only schedules.
+func (s *Service) onConnect(p peer.ID) {
+	switch {
+	case s.state.IsRevoked(p):
+		s.spawn(func() {
+			s.log.Info("cloud: disconnecting revoked device", "peer", p.String())
+			s.host.Network().ClosePeer(p)
+		})
+	case s.state.IsMember(p) && p != s.host.ID():
+		s.requestSync(p)
+	}
+}
+
+// spawn runs f in a goroutine Close waits for, unless closed.
+func (s *Service) spawn(f func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		f()
+	}()
+}
+
+// requestSync starts a roster exchange with p, or, if one is running,
+// asks it to run once more so it carries the latest roster.
+func (s *Service) requestSync(p peer.ID) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	if _, running := s.syncing[p]; running {
+		s.syncing[p] = true
+		return
+	}
+	s.syncing[p] = false
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		for {
+			if err := s.syncOnce(s.ctx, p); err != nil {
+				s.log.Debug("cloud: roster exchange failed", "peer", p.String(), "err", err)
+			}
+			s.mu.Lock()
+			if again := s.syncing[p]; again && !s.closed {
+				s.syncing[p] = false
+				s.mu.Unlock()
+				continue
+			}
+			delete(s.syncing, p)
+			s.mu.Unlock()
+			return
+		}
+	}()
+}
+
+// syncOnce is the initiator's side of the roster protocol: send our
+// roster, read the reply, accept a newer roster if one comes back.
+func (s *Service) syncOnce(ctx context.Context, p peer.ID) error {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	str, err := s.host.NewStream(network.WithNoDial(ctx, "roster exchange on connect"), p, RosterProtocol)
+	if err != nil {
+		return fmt.Errorf("cloud: sync %s: %w", p, err)
+	}
+	defer str.Close()
+	str.SetDeadline(time.Now().Add(s.timeout))
+	mine := s.state.Roster()
+	b, err := mine.Encode()
+	if err != nil {
+		str.Reset()
+		return err
+	}
+	if err := writeMsg(str, rosterMsg{Version: mine.Version, Roster: b}); err != nil {
+		str.Reset()
+		return fmt.Errorf("cloud: sync %s: %w", p, err)
+	}
+	str.CloseWrite()
+	var reply rosterMsg
+	if err := readMsg(bufio.NewReader(str), MaxResponseSize, &reply); err != nil {
+		str.Reset()
+		return fmt.Errorf("cloud: sync %s: %w", p, err)
+	}
+	if len(reply.Roster) > 0 {
+		return s.accept(p, reply.Roster)
+	}
+	return nil
+}
+
+// handleRoster is the responder's side of the roster protocol.
+func (s *Service) handleRoster(str network.Stream) {
+	p := str.Conn().RemotePeer()
+	if !s.state.IsMember(p) {
+		s.log.Debug("cloud: roster stream from a non-member refused", "peer", p.String())
+		str.Reset()
+		return
+	}
+	defer str.Close()
+	str.SetDeadline(time.Now().Add(s.timeout))
+	var in rosterMsg
+	if err := readMsg(bufio.NewReader(str), MaxResponseSize, &in); err != nil {
+		s.log.Debug("cloud: bad roster message", "peer", p.String(), "err", err)
+		str.Reset()
+		return
+	}
+	if len(in.Roster) > 0 {
+		if err := s.accept(p, in.Roster); err != nil {
+			s.log.Warn("cloud: roster from member refused", "peer", p.String(), "err", err)
+		}
+	}
+	mine := s.state.Roster()
+	out := rosterMsg{Version: mine.Version}
+	if mine.Version > in.Version {
+		b, err := mine.Encode()
+		if err != nil {
+			str.Reset()
+			return
+		}
+		out.Roster = b
+	}
+	if err := writeMsg(str, out); err != nil {
+		str.Reset()
+	}
+}
+
+// accept decodes and accepts a roster received from p.
+func (s *Service) accept(p peer.ID, raw []byte) error {
+	r, err := DecodeRoster(raw)
+	if err != nil {
+		return fmt.Errorf("cloud: roster from %s: %w", p, err)
+	}
+	changed, err := s.state.Accept(r)
+	if err != nil {
+		return fmt.Errorf("cloud: roster from %s: %w", p, err)
+	}
+	if changed {
+		s.log.Info("cloud: roster updated", "version", r.Version, "from", p.String())
+		s.rosterChanged(r)
+	}
+	return nil
+}
+
+// rosterChanged acts on a new roster: revoked peers are disconnected,
+// connected members get the roster pushed.
+func (s *Service) rosterChanged(r *Roster) {
+	if r.IsRevoked(s.host.ID()) {
+		s.log.Error("cloud: this device has been revoked from the cloud", "cloud", r.Cloud.String())
+	}
+	for _, p := range s.host.Network().Peers() {
+		s.onConnect(p)
+	}
+}
