@@ -3,6 +3,7 @@ package blobstore
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 
@@ -28,8 +29,9 @@ var (
 
 // pebbleOptions are tuned for blocks of up to a few MiB written in large
 // batches; the reasons are measured in docs/STORAGE.md.
-func pebbleOptions() *pebble.Options {
+func pebbleOptions(log *slog.Logger) *pebble.Options {
 	o := &pebble.Options{
+		Logger: pebbleLogger{log},
 		// A larger memtable means fewer, larger L0 flushes during an
 		// import; 64 MiB keeps memory bounded (at most 2 are queued).
 		MemTableSize:                64 << 20,
@@ -61,7 +63,7 @@ func (s *Store) openBackend() error {
 		return err
 	}
 	pdb, err := pebbleds.NewDatastore(filepath.Join(s.cfg.Dir, "pebble"),
-		pebbleds.WithPebbleOpts(pebbleOptions()),
+		pebbleds.WithPebbleOpts(pebbleOptions(s.log)),
 		pebbleds.WithPebbleWriteOptions(pebble.NoSync),
 		pebbleds.WithCacheSize(64<<20),
 	)
@@ -89,6 +91,23 @@ func (s *Store) openBackend() error {
 		return fmt.Errorf("unknown backend %q", s.cfg.Backend)
 	}
 	return nil
+}
+
+// pebbleLogger sends pebble's chatter to slog at debug level, its errors
+// at warn (pebble retries or fails the call that reports them).
+type pebbleLogger struct{ l *slog.Logger }
+
+func (p pebbleLogger) Infof(format string, args ...any) {
+	p.l.Debug("pebble: " + fmt.Sprintf(format, args...))
+}
+
+func (p pebbleLogger) Errorf(format string, args ...any) {
+	p.l.Warn("pebble: " + fmt.Sprintf(format, args...))
+}
+
+func (p pebbleLogger) Fatalf(format string, args ...any) {
+	p.l.Error("pebble: fatal: " + fmt.Sprintf(format, args...))
+	panic(fmt.Sprintf(format, args...))
 }
 
 // syncMetaNow makes committed writes to meta durable.

@@ -146,11 +146,24 @@ func fetch(ctx context.Context, d ipld.DAGService, root cid.Cid, progress func(d
 	for len(level) > 0 {
 		var next []cid.Cid
 		for i := 0; i < len(level); i += fetchBatch {
-			batch := level[i:min(i+fetchBatch, len(level))]
+			full := level[i:min(i+fetchBatch, len(level))]
+			batch, err := skipLocalLeaves(ctx, d, full)
+			if err != nil {
+				return err
+			}
+			done += int64(len(full) - len(batch))
+			if len(batch) == 0 {
+				if progress != nil {
+					progress(done, total)
+				}
+				continue
+			}
 			got := cid.NewSet()
+			var getErr error
 			for opt := range ng.GetMany(ctx, batch) {
 				if opt.Err != nil {
-					return opt.Err
+					getErr = opt.Err
+					break
 				}
 				got.Add(opt.Node.Cid())
 				done++
@@ -164,18 +177,44 @@ func fetch(ctx context.Context, d ipld.DAGService, root cid.Cid, progress func(d
 					progress(done, total)
 				}
 			}
+			if err := ctx.Err(); err != nil {
+				return err
+			}
 			for _, c := range batch {
 				if !got.Has(c) {
-					if err := ctx.Err(); err != nil {
-						return err
-					}
 					return ErrNotFound{Cid: c}
 				}
+			}
+			if getErr != nil {
+				return getErr
 			}
 		}
 		level = next
 	}
 	return syncDAG(ctx, d)
+}
+
+// skipLocalLeaves drops raw-codec CIDs (which have no links) that the
+// Store behind d already has: they need no reading at all.
+func skipLocalLeaves(ctx context.Context, d ipld.DAGService, batch []cid.Cid) ([]cid.Cid, error) {
+	ds, ok := d.(*dagService)
+	if !ok {
+		return batch, nil
+	}
+	var out []cid.Cid
+	for _, c := range batch {
+		if c.Type() == cid.Raw {
+			ok, err := ds.s.Has(ctx, c)
+			if err != nil {
+				return nil, err
+			}
+			if ok {
+				continue
+			}
+		}
+		out = append(out, c)
+	}
+	return out, nil
 }
 
 // Cat opens the UnixFS file at root for reading and seeking. A directory is
@@ -325,6 +364,12 @@ func export(ctx context.Context, d ipld.DAGService, root cid.Cid, dst string, pr
 		return 0, err
 	}
 	parent := filepath.Dir(dst)
+	// Fetching first makes a remote DAG arrive many blocks at a time and
+	// turns a missing block into ipld.ErrNotFound before anything is
+	// written; for a local DAG it reads only the inner nodes.
+	if err := fetch(ctx, d, root, nil); err != nil {
+		return 0, err
+	}
 	rootNode, err := d.Get(ctx, root)
 	if err != nil {
 		return 0, err
@@ -352,7 +397,7 @@ func export(ctx context.Context, d ipld.DAGService, root cid.Cid, dst string, pr
 	if err := syncDir(parent); err != nil {
 		return x.done, err
 	}
-	return x.done, syncDAG(ctx, d)
+	return x.done, nil
 }
 
 // renameNoReplace renames old to new unless new exists.
@@ -379,9 +424,12 @@ func validName(name string) bool {
 
 // treeSize sums the file sizes under n, reading directories and file roots.
 func treeSize(ctx context.Context, d ipld.DAGService, n ipld.Node) (int64, error) {
-	typ, size := describe(n)
-	if typ != "dir" {
+	switch typ, size := describe(n); typ {
+	case "file":
 		return size, nil
+	case "dir":
+	default:
+		return 0, nil
 	}
 	dir, err := uio.NewDirectoryFromNode(d, n)
 	if err != nil {
