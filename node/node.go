@@ -80,6 +80,10 @@ type Node struct {
 	srv     *http.Server
 	srvDone chan struct{}
 	apiURL  string
+
+	// inflight counts API requests being served, so Close can wait for
+	// their handlers: http.Server.Close does not.
+	inflight sync.WaitGroup
 }
 
 var _ api.Backend = (*Node)(nil)
@@ -260,8 +264,13 @@ func (n *Node) wire(ctx context.Context) error {
 		return fmt.Errorf("node: start: api listen %s: %w (another daemon, or set api.listen)", s.API.Listen, err)
 	}
 	n.apiURL = "http://" + dialable(ln.Addr().(*net.TCPAddr))
+	h2 := n.Handler()
 	n.srv = &http.Server{
-		Handler:           n.Handler(),
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			n.inflight.Add(1)
+			defer n.inflight.Done()
+			h2.ServeHTTP(w, r)
+		}),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelDebug),
 	}
@@ -295,6 +304,7 @@ func (n *Node) teardown() error {
 		}
 		cancel()
 		<-n.srvDone
+		n.inflight.Wait() // their contexts ended with their connections
 		n.srv = nil
 	}
 	if n.host != nil {

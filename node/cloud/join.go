@@ -134,7 +134,9 @@ func Join(ctx context.Context, h host.Host, dir, code string, opts JoinOptions) 
 	defer cancel()
 	str, err := h.NewStream(ctx, inv.Inviter.ID, JoinProtocol)
 	if err != nil {
-		return nil, fmt.Errorf("cloud: join %s: open join stream to %s: %w", inv.Cloud, inv.Inviter.ID, err)
+		// A connection dropped at once is how members treat a revoked
+		// device; say so rather than leave a bare "connection failed".
+		return nil, fmt.Errorf("cloud: join %s: open join stream to %s (the inviter dropped the connection; is this device revoked?): %w", inv.Cloud, inv.Inviter.ID, err)
 	}
 	defer str.Close()
 	str.SetDeadline(time.Now().Add(opts.Timeout))

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -169,7 +170,7 @@ func (s *Service) NewInvite(ttl time.Duration, admin bool) (Invite, string, erro
 		return Invite{}, "", fmt.Errorf("cloud: new invite: %w", err)
 	}
 	for _, a := range s.host.Addrs() {
-		full = append(full, a.AppendComponent(p2p))
+		full = append(full, slices.Clip(a).AppendComponent(p2p)) // Clip: never write into the host's slice
 	}
 	return s.state.NewInvite(full, ttl, admin, s.now())
 }

@@ -228,3 +228,30 @@ func TestPendingInvites(t *testing.T) {
 		t.Errorf("%d pending entries after expiry, want 1 (the new one)", n)
 	}
 }
+
+func TestAdmitRevoked(t *testing.T) {
+	dev := newKey(t)
+	s, err := Create(t.TempDir(), "laptop", dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	self, _ := peer.IDFromPrivateKey(dev)
+	addrs := []multiaddr.Multiaddr{multiaddr.StringCast("/ip4/127.0.0.1/tcp/4001/p2p/" + self.String())}
+	c := newPeer(t)
+	if _, err := s.AddMember(Member{Peer: c, Name: "phone", Role: RoleDevice}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Revoke("phone", t0); err != nil {
+		t.Fatal(err)
+	}
+	inv, _, err := s.NewInvite(addrs, 0, false, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.admit(c, inv.Token[:], "phone2", RoleDevice, false, t0); !errors.Is(err, ErrRevoked) {
+		t.Errorf("admit(revoked) = %v, want ErrRevoked", err)
+	}
+	if s.PendingInvites(t0) != 1 {
+		t.Error("refusing a revoked joiner spent the invite")
+	}
+}
