@@ -290,18 +290,14 @@ func TestTopLevel(t *testing.T) {
 // topViolations lists the entries at root that DESIGN.md's layout does not
 // allow, and the parts it requires that are missing.
 func topViolations(root string) ([]string, error) {
-	entries, err := os.ReadDir(root)
+	names, err := topEntries(root)
 	if err != nil {
 		return nil, err
 	}
 	var msgs []string
-	for _, e := range entries {
-		name := e.Name()
+	for _, name := range names {
 		if strings.HasPrefix(name, ".") || slices.Contains(allowedTop, name) {
 			continue
-		}
-		if gitIgnored(root, name) {
-			continue // build output, a local home: not part of the tree
 		}
 		msgs = append(msgs, fmt.Sprintf("top level holds %q; DESIGN.md allows only %s and dot-files (put it under one of them, or change DESIGN.md first)",
 			name, strings.Join(allowedTop, ", ")))
@@ -314,16 +310,45 @@ func topViolations(root string) ([]string, error) {
 	return msgs, nil
 }
 
-// gitIgnored reports whether git ignores the top-level entry name. Without
-// git (a source tarball) nothing is ignored.
-func gitIgnored(root, name string) bool {
-	git, err := exec.LookPath("git")
-	if err != nil {
-		return false
+// topEntries names the top-level entries of the tree at root. In a git
+// work tree they are those of the files git tracks (committed or staged),
+// so that build output or a binary left by `go build` in a developer's
+// checkout does not count; elsewhere (a source archive) they are the
+// directory's entries.
+func topEntries(root string) ([]string, error) {
+	if git, err := exec.LookPath("git"); err == nil {
+		cmd := exec.Command(git, "rev-parse", "--is-inside-work-tree")
+		cmd.Dir = root
+		if out, err := cmd.Output(); err == nil && strings.TrimSpace(string(out)) == "true" {
+			cmd := exec.Command(git, "ls-files", "-z")
+			cmd.Dir = root
+			out, err := cmd.Output()
+			if err != nil {
+				return nil, fmt.Errorf("git ls-files: %w", err)
+			}
+			var names []string
+			for _, p := range strings.Split(string(out), "\x00") {
+				if p == "" {
+					continue
+				}
+				top, _, _ := strings.Cut(p, "/")
+				if !slices.Contains(names, top) {
+					names = append(names, top)
+				}
+			}
+			slices.Sort(names)
+			return names, nil
+		}
 	}
-	cmd := exec.Command(git, "check-ignore", "-q", "--", name)
-	cmd.Dir = root
-	return cmd.Run() == nil
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, 0, len(entries))
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return names, nil
 }
 
 // pkgInfo is what the tests need of one package directory.

@@ -1,0 +1,551 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// options are the command line and the sizes it implies.
+type options struct {
+	out     string
+	runs    int
+	quick   bool
+	dir     string
+	bin     string
+	keep    bool
+	timeout time.Duration
+
+	fileSize  int64 // the large file
+	treeFiles int   // files in the tree
+	treeFile  int   // bytes per tree file
+	idle      time.Duration
+	shaSize   int64
+	diskSize  int64
+	tcpSize   int64
+}
+
+func flagSet(fl *flag.FlagSet, name string) bool {
+	set := false
+	fl.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
+// parseSize reads a byte count such as 4096, 64MiB, 1GiB or 512KiB.
+func parseSize(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		n      int64
+	}{{"GiB", gib}, {"MiB", mib}, {"KiB", kib}, {"B", 1}} {
+		if rest, ok := strings.CutSuffix(t, u.suffix); ok {
+			t, mult = strings.TrimSpace(rest), u.n
+			break
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n <= 0 || n > (1<<44)/mult {
+		return 0, fmt.Errorf("bad size %q: want a positive count of B, KiB, MiB or GiB up to 16 TiB", s)
+	}
+	return n * mult, nil
+}
+
+func parseOptions(args []string, stderr io.Writer) (*options, error) {
+	o := &options{}
+	fl := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fl.SetOutput(stderr)
+	fl.StringVar(&o.out, "out", "", "write the Markdown report to this file (default: stdout only)")
+	fl.IntVar(&o.runs, "runs", 3, "runs of each measurement (median, min and max are reported); -quick makes it 1")
+	fl.BoolVar(&o.quick, "quick", false, "smoke test: 64 MiB instead of 1 GiB, 1,000 files instead of 10,000, 1 run")
+	fl.StringVar(&o.dir, "dir", os.TempDir(), "where the temporary homes and data go (the disk limit is measured there)")
+	fl.StringVar(&o.bin, "bin", "", "use this pcnode binary instead of building ./cmd/pcnode")
+	fl.BoolVar(&o.keep, "keep", false, "keep the temporary directory (daemon logs) for inspection")
+	fl.DurationVar(&o.timeout, "timeout", 0, "give up after this long (default 45m, 10m with -quick)")
+	size := fl.String("size", "", "size of the large file, e.g. 256MiB (default 1GiB, 64MiB with -quick); the limits are measured over the same size")
+	fl.IntVar(&o.treeFiles, "files", 0, "files in the tree (default 10000, 1000 with -quick)")
+	fl.DurationVar(&o.idle, "idle", 5*time.Second, "how long a new daemon idles before its RSS is read")
+	fl.Usage = func() {
+		fmt.Fprintln(stderr, "usage: go run ./integration/bench [-out docs/BENCHMARKS.md] [-runs 3] [-quick]")
+		fl.PrintDefaults()
+	}
+	if err := fl.Parse(args); err != nil {
+		return nil, err
+	}
+	if fl.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments %q", fl.Args())
+	}
+	runsSet := flagSet(fl, "runs")
+
+	o.fileSize, o.treeFile = gib, 4*kib
+	if o.treeFiles == 0 {
+		o.treeFiles = 10000
+	}
+	if o.quick {
+		o.fileSize = 64 * mib
+		if !flagSet(fl, "files") {
+			o.treeFiles = 1000
+		}
+		if !runsSet {
+			o.runs = 1
+		}
+	}
+	if *size != "" {
+		n, err := parseSize(*size)
+		if err != nil {
+			return nil, fmt.Errorf("-size: %w", err)
+		}
+		o.fileSize = n
+	}
+	// The limits are measured over the data size of the scenario they
+	// bound, within reason: the disk over at most 256 MiB (enough to pass
+	// any write cache), SHA-256 and TCP over the file size itself.
+	o.shaSize, o.diskSize, o.tcpSize = o.fileSize, min(o.fileSize, 256*mib), o.fileSize
+	if o.timeout == 0 {
+		o.timeout = 45 * time.Minute
+		if o.quick {
+			o.timeout = 10 * time.Minute
+		}
+	}
+	if o.treeFiles < 1 || o.treeFiles > 1000000 {
+		return nil, fmt.Errorf("-files %d: want 1 to 1000000", o.treeFiles)
+	}
+	if o.idle < 0 {
+		return nil, fmt.Errorf("-idle %v: want a positive duration", o.idle)
+	}
+	if o.runs < 1 || o.runs > 20 {
+		return nil, fmt.Errorf("-runs %d: want 1 to 20", o.runs)
+	}
+	return o, nil
+}
+
+// run is the whole command; it returns the exit status.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	o, err := parseOptions(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "bench: %v\n", err)
+		return 2
+	}
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+
+	b := &bench{o: o, logw: stderr, pc: &pcnode{}}
+	defer b.pc.stopAll()
+	rep, err := b.run(ctx)
+	if rep != nil {
+		if rerr := render(stdout, rep); rerr != nil && err == nil {
+			err = rerr
+		}
+	}
+	if err == nil && o.out != "" {
+		err = writeAtomic(o.out, rep)
+		if err == nil {
+			b.logf("wrote %s", o.out)
+		}
+	} else if err != nil && o.out != "" {
+		b.logf("not writing %s: the run had errors", o.out)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "bench: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// bench is one run of the command.
+type bench struct {
+	o    *options
+	logw io.Writer
+	pc   *pcnode
+	tmp  string
+}
+
+func (b *bench) logf(format string, args ...any) {
+	fmt.Fprintf(b.logw, "bench: "+format+"\n", args...)
+}
+
+// run measures everything and returns the report. An error in a scenario
+// is recorded in it and also returned; the report is returned whenever
+// there is something to show.
+func (b *bench) run(ctx context.Context) (*report, error) {
+	o := b.o
+	tmp, err := os.MkdirTemp(o.dir, "pcnode-bench-")
+	if err != nil {
+		return nil, err
+	}
+	b.tmp = tmp
+	if o.keep {
+		b.logf("keeping %s", tmp)
+	} else {
+		defer os.RemoveAll(tmp)
+	}
+	// Source, two stores and one output of the large file, the tree, slack.
+	need := 4*o.fileSize + 8*int64(o.treeFiles)*int64(o.treeFile) + 256*mib
+	if free, err := freeBytes(tmp); err == nil && free < need {
+		return nil, fmt.Errorf("%s has %d MiB free; the run needs about %d MiB (use -dir or -quick)", tmp, free/mib, need/mib)
+	}
+
+	rep := &report{
+		Date:  time.Now(),
+		CPU:   cpuModel(readTrim("/proc/cpuinfo")),
+		Cores: runtime.NumCPU(),
+		Load:  strings.Join(firstN(strings.Fields(readTrim("/proc/loadavg")), 3), " "),
+		FS:    machineFS(tmp),
+		Runs:  o.runs,
+		Quick: o.quick || o.fileSize != gib || o.treeFiles != 10000,
+		Sizes: fmt.Sprintf("a %s random file; a tree of %d random files of %s in %d directories",
+			sizeString(o.fileSize), o.treeFiles, sizeString(int64(o.treeFile)), (o.treeFiles+99)/100),
+	}
+	if err := b.build(ctx, rep); err != nil {
+		return nil, err
+	}
+
+	sha := &limit{Name: "one core SHA-256", Unit: "MiB/s",
+		How: fmt.Sprintf("crypto/sha256 over %s on one goroutine", sizeString(o.shaSize))}
+	disk := &limit{Name: "synced disk write", Unit: "MiB/s",
+		How: fmt.Sprintf("%s in 1 MiB writes to one file beside the homes, one fdatasync at the end", sizeString(o.diskSize))}
+	disk8 := &limit{Name: "synced disk write, sync every 8 MiB", Unit: "MiB/s",
+		How: "as above, with an fdatasync after every 8 MiB (a store that makes each batch durable)"}
+	tcp := &limit{Name: "loopback TCP", Unit: "MiB/s",
+		How: fmt.Sprintf("%s from a Go client to a Go server on 127.0.0.1 in 256 KiB writes", sizeString(o.tcpSize))}
+	rep.Limits = []*limit{sha, disk, disk8, tcp}
+
+	size := sizeString(o.fileSize)
+	add := &scenario{Name: "add a " + size + " file", Unit: "MiB/s", Limit: disk,
+		Target: target{"≥ 350 MiB/s or ≥ 85% of synced disk write", func(m, r float64) bool { return m >= 350 || r >= 0.85 }}}
+	fetch := &scenario{Name: "fetch the " + size + " file from a second daemon", Unit: "MiB/s", Limit: tcp,
+		Target: target{"≥ 300 MiB/s", func(m, _ float64) bool { return m >= 300 }}}
+	treeAdd := &scenario{Name: fmt.Sprintf("add a tree of %d × %s files", o.treeFiles, sizeString(int64(o.treeFile))), Unit: "s",
+		Target: target{"< 1.5 s", func(m, _ float64) bool { return m < 1.5 }}}
+	treeFetch := &scenario{Name: "fetch the tree from a second daemon", Unit: "s",
+		Target: target{"< 5 s", func(m, _ float64) bool { return m < 5 }}}
+	idle := &scenario{Name: fmt.Sprintf("idle daemon RSS (%v after start)", o.idle), Unit: "MiB",
+		Target: target{"< 60 MiB", func(m, _ float64) bool { return m < 60 }}}
+	rep.Scenarios = []*scenario{add, fetch, treeAdd, treeFetch, idle}
+
+	b.logf("measuring the machine's limits (%d runs)", o.runs)
+	for i := range o.runs {
+		b.limitRun(ctx, i, sha, func() (float64, error) { return measureSHA256(o.shaSize) })
+		b.limitRun(ctx, i, disk, func() (float64, error) { return measureDiskWrite(ctx, tmp, o.diskSize, 0) })
+		b.limitRun(ctx, i, disk8, func() (float64, error) { return measureDiskWrite(ctx, tmp, o.diskSize, 8*mib) })
+		b.limitRun(ctx, i, tcp, func() (float64, error) { return measureLoopback(ctx, o.tcpSize) })
+	}
+	for _, l := range rep.Limits {
+		if l.Err != nil {
+			return rep, fmt.Errorf("limit %s: %w", l.Name, l.Err)
+		}
+	}
+
+	data := &dataset{file: filepath.Join(tmp, "data", "file.bin"), tree: filepath.Join(tmp, "data", "tree")}
+	b.logf("writing the data (%s file, %d-file tree)", size, o.treeFiles)
+	if err := data.make(o); err != nil {
+		return rep, fmt.Errorf("make data: %w", err)
+	}
+
+	for i := range o.runs {
+		if err := b.scenarioRun(ctx, i, data, add, fetch, treeAdd, treeFetch, idle); err != nil {
+			return rep, err
+		}
+	}
+	return rep, nil
+}
+
+func (b *bench) limitRun(ctx context.Context, i int, l *limit, f func() (float64, error)) {
+	if l.Err != nil {
+		return
+	}
+	if err := ctx.Err(); err != nil {
+		l.Err = err
+		return
+	}
+	v, err := f()
+	if err != nil {
+		l.Err = err
+		return
+	}
+	l.Samples = append(l.Samples, v)
+	b.logf("  %s run %d: %s %s", l.Name, i+1, num(v, l.Unit), l.Unit)
+}
+
+// build compiles ./cmd/pcnode into the temporary directory (unless -bin)
+// and records the Go version that built it.
+func (b *bench) build(ctx context.Context, rep *report) error {
+	gover, err := exec.CommandContext(ctx, "go", "env", "GOVERSION").Output()
+	if err != nil {
+		return fmt.Errorf("go env GOVERSION: %w", err)
+	}
+	rep.GoVersion = strings.TrimSpace(string(gover)) + " " + runtime.GOOS + "/" + runtime.GOARCH
+	if b.o.bin != "" {
+		abs, err := filepath.Abs(b.o.bin)
+		if err != nil {
+			return err
+		}
+		b.pc.bin = abs
+		return nil
+	}
+	gomod, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
+	if err != nil || strings.TrimSpace(string(gomod)) == "" || strings.TrimSpace(string(gomod)) == os.DevNull {
+		return fmt.Errorf("go env GOMOD: not inside the pcnode module (%v)", err)
+	}
+	root := filepath.Dir(strings.TrimSpace(string(gomod)))
+	b.pc.bin = filepath.Join(b.tmp, "bin", "pcnode")
+	b.logf("building %s", b.pc.bin)
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", b.pc.bin, "./cmd/pcnode")
+	cmd.Dir = root
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("go build ./cmd/pcnode: %w: %s", err, lastLines(string(out), 10))
+	}
+	return nil
+}
+
+// dataset is the data every run adds and fetches, with digests to check
+// what comes back.
+type dataset struct {
+	file, tree           string
+	fileSum, treeSum     string
+	fileBytes, treeBytes int64
+}
+
+func (d *dataset) make(o *options) error {
+	if err := os.MkdirAll(d.tree, 0o755); err != nil {
+		return err
+	}
+	if err := writeRandomFile(d.file, o.fileSize, 42); err != nil {
+		return err
+	}
+	d.fileBytes = o.fileSize
+	n, err := writeRandomTree(d.tree, o.treeFiles, o.treeFile, 43)
+	if err != nil {
+		return err
+	}
+	d.treeBytes = n
+	// Written back now, so that no writeback of the source competes with
+	// the timed runs.
+	syncAll()
+	if d.fileSum, err = fileDigest(d.file); err != nil {
+		return err
+	}
+	d.treeSum, err = treeDigest(d.tree)
+	return err
+}
+
+// scenarioRun is one run of every scenario with fresh homes: daemon A adds
+// the file and the tree; a fresh daemon B idles, is measured, connects to A
+// and fetches both. It returns the first error after recording it on the
+// scenario it belongs to.
+func (b *bench) scenarioRun(ctx context.Context, i int, data *dataset, add, fetch, treeAdd, treeFetch, idle *scenario) (err error) {
+	dir := filepath.Join(b.tmp, fmt.Sprintf("run%d", i+1))
+	homeA, homeB := filepath.Join(dir, "a"), filepath.Join(dir, "b")
+	for _, h := range []string{homeA, homeB} {
+		if err := os.MkdirAll(h, 0o700); err != nil {
+			return err
+		}
+	}
+	defer func() {
+		b.pc.stopAll()
+		if !b.o.keep {
+			os.RemoveAll(dir)
+		}
+	}()
+	fail := func(s *scenario, err error) error {
+		s.Err = err
+		return fmt.Errorf("run %d: %s: %w", i+1, s.Name, err)
+	}
+	n := fmt.Sprintf("run %d/%d", i+1, b.o.runs)
+	pc := b.pc
+
+	if err := pc.initHome(ctx, homeA); err != nil {
+		return fail(add, err)
+	}
+	if _, err := pc.startDaemon(ctx, homeA); err != nil {
+		return fail(add, err)
+	}
+	start := time.Now()
+	fileCID, err := pc.add(ctx, homeA, data.file)
+	if err != nil {
+		return fail(add, err)
+	}
+	d := time.Since(start)
+	add.Samples = append(add.Samples, mibps(data.fileBytes, d))
+	b.logf("%s: add file: %.2f s, %s MiB/s (%s)", n, d.Seconds(), num(mibps(data.fileBytes, d), "MiB/s"), fileCID)
+
+	start = time.Now()
+	treeCID, err := pc.add(ctx, homeA, data.tree)
+	if err != nil {
+		return fail(treeAdd, err)
+	}
+	d = time.Since(start)
+	treeAdd.Samples = append(treeAdd.Samples, d.Seconds())
+	b.logf("%s: add tree: %.3f s (%s)", n, d.Seconds(), treeCID)
+
+	if err := pc.initHome(ctx, homeB); err != nil {
+		return fail(idle, err)
+	}
+	db, err := pc.startDaemon(ctx, homeB)
+	if err != nil {
+		return fail(idle, err)
+	}
+	select {
+	case <-ctx.Done():
+		return fail(idle, ctx.Err())
+	case <-time.After(b.o.idle): // the idle period is what is measured
+	}
+	r, err := rss(db.pid())
+	if err != nil {
+		return fail(idle, err)
+	}
+	idle.Samples = append(idle.Samples, float64(r)/mib)
+	b.logf("%s: idle daemon RSS: %.1f MiB", n, float64(r)/mib)
+
+	st, err := pc.status(ctx, homeA)
+	if err != nil {
+		return fail(fetch, err)
+	}
+	addr, err := loopbackAddr(st.Addrs)
+	if err != nil {
+		return fail(fetch, err)
+	}
+	if err := pc.connect(ctx, homeB, addr); err != nil {
+		return fail(fetch, err)
+	}
+
+	out := filepath.Join(dir, "out-file")
+	start = time.Now()
+	if err := pc.get(ctx, homeB, fileCID, out); err != nil {
+		return fail(fetch, err)
+	}
+	d = time.Since(start)
+	if sum, err := fileDigest(out); err != nil || sum != data.fileSum {
+		return fail(fetch, fmt.Errorf("fetched file differs from the source (digest %s, want %s, %v)", sum, data.fileSum, err))
+	}
+	os.Remove(out)
+	fetch.Samples = append(fetch.Samples, mibps(data.fileBytes, d))
+	b.logf("%s: fetch file: %.2f s, %s MiB/s", n, d.Seconds(), num(mibps(data.fileBytes, d), "MiB/s"))
+
+	outTree := filepath.Join(dir, "out-tree")
+	start = time.Now()
+	if err := pc.get(ctx, homeB, treeCID, outTree); err != nil {
+		return fail(treeFetch, err)
+	}
+	d = time.Since(start)
+	if sum, err := treeDigest(outTree); err != nil || sum != data.treeSum {
+		return fail(treeFetch, fmt.Errorf("fetched tree differs from the source (digest %s, want %s, %v)", sum, data.treeSum, err))
+	}
+	treeFetch.Samples = append(treeFetch.Samples, d.Seconds())
+	b.logf("%s: fetch tree: %.3f s", n, d.Seconds())
+	return nil
+}
+
+// fileDigest is the hex SHA-256 of a file's content.
+func fileDigest(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// treeDigest hashes the relative path, kind and content of every entry
+// under root in lexical order, so two trees with the same names and bytes
+// have the same digest.
+func treeDigest(root string) (string, error) {
+	h := sha256.New()
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(root, p)
+		if err != nil {
+			return err
+		}
+		rel = filepath.ToSlash(rel)
+		switch {
+		case d.IsDir():
+			fmt.Fprintf(h, "d %q\n", rel)
+		case d.Type().IsRegular():
+			sum, err := fileDigest(p)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(h, "f %q %s\n", rel, sum)
+		default:
+			fmt.Fprintf(h, "? %q %v\n", rel, d.Type())
+		}
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// writeAtomic renders rep into path through a temporary file and a rename.
+func writeAtomic(path string, rep *report) error {
+	f, err := os.CreateTemp(filepath.Dir(path), ".bench-*.md")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if err := render(f, rep); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}
+
+// sizeString writes a size in the largest binary unit that divides it.
+func sizeString(n int64) string {
+	switch {
+	case n >= gib && n%gib == 0:
+		return fmt.Sprintf("%d GiB", n/gib)
+	case n >= mib && n%mib == 0:
+		return fmt.Sprintf("%d MiB", n/mib)
+	case n >= kib && n%kib == 0:
+		return fmt.Sprintf("%d KiB", n/kib)
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+func firstN(s []string, n int) []string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
