@@ -2,11 +2,14 @@ package dnslink
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -201,7 +204,6 @@ func (s *Server) serveDNS(w dns.ResponseWriter, req *dns.Msg) {
 			return
 		}
 	}
-	m := s.respond(req)
 	size := dns.MaxMsgSize
 	if isUDP {
 		size = dns.MinMsgSize
@@ -209,14 +211,108 @@ func (s *Server) serveDNS(w dns.ResponseWriter, req *dns.Msg) {
 			size = max(dns.MinMsgSize, min(int(opt.UDPSize()), s.cfg.MaxMessage))
 		}
 	}
+	snap := s.zone.current()
+	if b := s.cached(snap, req, size); b != nil {
+		if _, err := w.Write(b); err != nil {
+			s.log.Debug("dns write failed", "client", w.RemoteAddr(), "err", err)
+		}
+		return
+	}
+	m := s.respond(snap, req)
 	m.Truncate(size)
-	if err := w.WriteMsg(m); err != nil {
+	b, err := m.Pack()
+	if err != nil {
+		s.log.Warn("dns pack failed", "question", req.Question, "err", err)
+		m = new(dns.Msg)
+		m.SetRcode(req, dns.RcodeServerFailure)
+		w.WriteMsg(m)
+		return
+	}
+	s.store(snap, req, size, b)
+	if _, err := w.Write(b); err != nil {
 		s.log.Debug("dns write failed", "client", w.RemoteAddr(), "err", err)
 	}
 }
 
-// respond builds the answer to req.
-func (s *Server) respond(req *dns.Msg) *dns.Msg {
+// Packed answers are cached per snapshot, so a repeated question costs a
+// map lookup and a copy: no signing (done when the zone changes), no
+// message building, no packing. The cache dies with the snapshot when the
+// zone changes or is re-signed.
+type cacheKey struct {
+	name  string
+	qtype uint16
+	do    bool
+	size  int
+}
+
+// maxCached bounds the cache: random names asked by a flood must not grow
+// it without limit; answers past it are built each time.
+const maxCached = 4096
+
+func (s *Server) cacheKey(req *dns.Msg, size int) (cacheKey, bool) {
+	if req.Opcode != dns.OpcodeQuery || len(req.Question) != 1 || req.Response || len(req.Ns) > 0 || len(req.Answer) > 0 ||
+		req.Question[0].Qclass != dns.ClassINET || s.corrupt.Load() {
+		return cacheKey{}, false
+	}
+	k := cacheKey{name: strings.ToLower(req.Question[0].Name), qtype: req.Question[0].Qtype, size: size}
+	switch len(req.Extra) {
+	case 0:
+	case 1:
+		opt, ok := req.Extra[0].(*dns.OPT)
+		if !ok || opt.Version() != 0 {
+			return cacheKey{}, false
+		}
+		k.do = opt.Do()
+	default:
+		return cacheKey{}, false
+	}
+	return k, true
+}
+
+func (s *Server) cached(snap *snapshot, req *dns.Msg, size int) []byte {
+	k, ok := s.cacheKey(req, size)
+	if !ok {
+		return nil
+	}
+	v, ok := snap.cache.Load(k)
+	if !ok {
+		return nil
+	}
+	b := slices.Clone(v.([]byte))
+	// The reply carries the query's ID, RD and CD bits, and its question
+	// with the client's letter case (resolvers using 0x20 check it).
+	binary.BigEndian.PutUint16(b, req.Id)
+	b[2] = b[2]&^0x01 | boolBit(req.RecursionDesired, 0x01)
+	b[3] = b[3]&^0x10 | boolBit(req.CheckingDisabled, 0x10)
+	qn := make([]byte, 256)
+	if n, err := dns.PackDomainName(req.Question[0].Name, qn, 0, nil, false); err == nil && 12+n <= len(b) {
+		copy(b[12:12+n], qn[:n])
+	}
+	return b
+}
+
+func (s *Server) store(snap *snapshot, req *dns.Msg, size int, b []byte) {
+	k, ok := s.cacheKey(req, size)
+	if !ok {
+		return
+	}
+	if snap.cached.Load() >= maxCached {
+		return
+	}
+	if _, loaded := snap.cache.LoadOrStore(k, slices.Clone(b)); !loaded {
+		snap.cached.Add(1)
+	}
+}
+
+func boolBit(v bool, bit byte) byte {
+	if v {
+		return bit
+	}
+	return 0
+}
+
+// respond builds the answer to req from snap.
+func (s *Server) respond(snap *snapshot, req *dns.Msg) *dns.Msg {
 	m := new(dns.Msg)
 	m.SetReply(req)
 	m.Compress = true
@@ -249,14 +345,10 @@ func (s *Server) respond(req *dns.Msg) *dns.Msg {
 	case q.Qtype == dns.TypeANY || q.Qtype == dns.TypeAXFR || q.Qtype == dns.TypeIXFR:
 		m.Rcode = dns.RcodeNotImplemented
 	default:
-		s.zone.current().answer(m, name, q.Qtype, do)
+		snap.answer(m, name, q.Qtype, do)
 		if s.corrupt.Load() {
 			corruptSigs(m)
 		}
-	}
-	if opt := m.IsEdns0(); opt != nil {
-		// SetReply/answer appended sections; keep the OPT record last.
-		m.Extra = append(m.Extra[:0:0], opt)
 	}
 	return m
 }

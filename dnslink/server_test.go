@@ -56,6 +56,9 @@ func TestServerAnswers(t *testing.T) {
 		for _, netw := range []string{"udp", "tcp"} {
 			t.Run(tt.name+"/"+netw, func(t *testing.T) {
 				r := query(t, addr, netw, tt.qname, tt.qtype, true, 1232)
+				if r.Question[0].Name != tt.qname || r.Id == 0 {
+					t.Fatalf("question %q id %d, want the query's", r.Question[0].Name, r.Id)
+				}
 				if r.Rcode != tt.rcode || len(r.Answer) != tt.answer || len(r.Ns) != tt.ns || r.Authoritative != tt.aa || r.RecursionAvailable {
 					t.Fatalf("got rcode %s, %d answers, %d authority, aa=%v ra=%v:\n%v", dns.RcodeToString[r.Rcode], len(r.Answer), len(r.Ns), r.Authoritative, r.RecursionAvailable, r)
 				}

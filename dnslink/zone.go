@@ -365,6 +365,9 @@ type snapshot struct {
 	ents      map[string]bool
 	soa       *rrset
 	refreshAt time.Time // zero when unsigned
+
+	cache  sync.Map // cacheKey -> packed answer (see Server.cached)
+	cached atomic.Int64
 }
 
 func buildSnapshot(cfg ZoneConfig, origin string, serial uint32, content []dns.RR, now time.Time) (*snapshot, error) {
