@@ -213,7 +213,7 @@ func (b *bench) run(ctx context.Context) (*report, error) {
 		Date:  time.Now(),
 		CPU:   cpuModel(readTrim("/proc/cpuinfo")),
 		Cores: runtime.NumCPU(),
-		Load:  strings.Join(firstN(strings.Fields(readTrim("/proc/loadavg")), 3), " "),
+		Load:  loadavg(),
 		FS:    machineFS(tmp),
 		Runs:  o.runs,
 		Quick: o.quick || o.fileSize != gib || o.treeFiles != 10000,
@@ -266,6 +266,7 @@ func (b *bench) run(ctx context.Context) (*report, error) {
 		return rep, fmt.Errorf("make data: %w", err)
 	}
 
+	defer func() { rep.LoadEnd = loadavg() }()
 	for i := range o.runs {
 		if err := b.scenarioRun(ctx, i, data, add, fetch, treeAdd, treeFetch, idle); err != nil {
 			return rep, err
@@ -541,6 +542,12 @@ func sizeString(n int64) string {
 		return fmt.Sprintf("%d KiB", n/kib)
 	}
 	return fmt.Sprintf("%d B", n)
+}
+
+// loadavg is the 1, 5 and 15 minute load averages: on a shared machine
+// they say how much else ran during the measurements.
+func loadavg() string {
+	return strings.Join(firstN(strings.Fields(readTrim("/proc/loadavg")), 3), " ")
 }
 
 func firstN(s []string, n int) []string {

@@ -96,6 +96,7 @@ type report struct {
 	CPU       string
 	Cores     int
 	Load      string // /proc/loadavg at the start: other work on the machine
+	LoadEnd   string // and at the end
 	FS        string // file system of the working directory
 	Runs      int
 	Quick     bool   // reduced sizes (-quick, -size, -files): verdicts only indicative
@@ -114,7 +115,7 @@ func render(w io.Writer, r *report) error {
 	fmt.Fprintf(&b, "| CPU | %s |\n", cell(r.CPU))
 	fmt.Fprintf(&b, "| cores | %d |\n", r.Cores)
 	fmt.Fprintf(&b, "| Go | %s |\n", cell(r.GoVersion))
-	fmt.Fprintf(&b, "| load average at start | %s |\n", cell(r.Load))
+	fmt.Fprintf(&b, "| load average (1, 5, 15 min) at start, at end | %s; %s |\n", cell(r.Load), cell(r.LoadEnd))
 	fmt.Fprintf(&b, "| file system of the homes | %s |\n", cell(r.FS))
 	fmt.Fprintf(&b, "| runs per figure | %d (median, min, max) |\n", r.Runs)
 	fmt.Fprintf(&b, "| data | %s |\n\n", cell(r.Sizes))
