@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipfs/boxo/bitswap"
 	"github.com/ipfs/boxo/blockstore"
 	chunker "github.com/ipfs/boxo/chunker"
 	"github.com/ipfs/boxo/ipld/merkledag"
@@ -54,9 +55,26 @@ func randomBlocks(t testing.TB, n, size int) []blocks.Block {
 // connected to a over proto.
 func connectedPair(t testing.TB, bsA, bsB blockstore.Blockstore, proto string) (a, b *Host) {
 	t.Helper()
+	return connectedPairWith(t, bsA, bsB, proto, bitswapOptions())
+}
+
+// connectedPairWith is connectedPair with the given bitswap options.
+func connectedPairWith(t testing.TB, bsA, bsB blockstore.Blockstore, proto string, opts []bitswap.Option) (a, b *Host) {
+	t.Helper()
 	ca, cb := localConfig(t), localConfig(t)
 	ca.Blockstore, cb.Blockstore = bsA, bsB
-	a, b = startHost(t, ca), startHost(t, cb)
+	for _, h := range []**Host{&a, &b} {
+		c := ca
+		if h == &b {
+			c = cb
+		}
+		nh, err := New(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nh.bitswapOpts = opts
+		*h = startNew(t, nh)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := b.Connect(ctx, addrWith(t, a, proto)); err != nil {

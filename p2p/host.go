@@ -46,6 +46,9 @@ type Host struct {
 	gater    connmgr.ConnectionGater
 	resolver network.MultiaddrDNSResolver
 	rcmgrFor func(network.ResourceManager) network.ResourceManager
+	// bitswapOpts are the bitswap options; benchmarks compare them with
+	// boxo's defaults.
+	bitswapOpts []bitswap.Option
 
 	bw *trafficCounter
 
@@ -67,7 +70,7 @@ func New(cfg Config) (*Host, error) {
 	if err != nil {
 		return nil, fmt.Errorf("p2p: new: %w", err)
 	}
-	h := &Host{s: s, bw: &trafficCounter{BandwidthCounter: metrics.NewBandwidthCounter()}}
+	h := &Host{s: s, bw: &trafficCounter{BandwidthCounter: metrics.NewBandwidthCounter()}, bitswapOpts: bitswapOptions()}
 	var profileGater connmgr.ConnectionGater
 	if s.profile == ProfileLocal {
 		profileGater = localGater{}
@@ -94,8 +97,8 @@ func (h *Host) options(rm network.ResourceManager, cm connmgr.ConnManager) []lib
 		libp2p.Transport(quic.NewTransport),
 		// Noise first: with TCP it is what the dialer proposes, and it is
 		// the cheaper handshake; TLS stays for peers that only speak TLS.
-		libp2p.Security(noise.ID, noise.New),
 		libp2p.Security(tls.ID, tls.New),
+		libp2p.Security(noise.ID, noise.New),
 		libp2p.ResourceManager(rm),
 		libp2p.ConnectionManager(cm),
 		libp2p.BandwidthReporter(h.bw),
@@ -168,7 +171,7 @@ func (h *Host) Start(ctx context.Context) error {
 	}
 
 	bctx, cancel := context.WithCancel(context.Background())
-	bs := bitswap.New(bctx, bsnet.NewFromIpfsHost(lh), nil, h.s.blockstore, bitswapOptions()...)
+	bs := bitswap.New(bctx, bsnet.NewFromIpfsHost(lh), nil, h.s.blockstore, h.bitswapOpts...)
 
 	h.h, h.rm, h.bs, h.cancel = lh, rm, bs, cancel
 	h.bsvc = blockservice.New(h.s.blockstore, bs)
