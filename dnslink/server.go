@@ -1,6 +1,7 @@
 package dnslink
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -8,13 +9,15 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
 )
 
 // ServerConfig configures the authoritative Server. The zero value listens
@@ -54,7 +57,8 @@ type Server struct {
 	mu      sync.Mutex
 	started bool
 	closed  bool
-	udp     *dns.Server
+	conn    *net.UDPConn
+	session bool // wildcard address: reply from the query's destination
 	tcp     *dns.Server
 	addr    string
 	wg      sync.WaitGroup
@@ -129,28 +133,46 @@ func (s *Server) Start(ctx context.Context) error {
 		return fmt.Errorf("dnslink: listen %s: %w", s.cfg.Listen, err)
 	}
 	s.addr = pc.LocalAddr().String()
-	h := dns.HandlerFunc(s.serveDNS)
-	ready := make(chan struct{}, 2)
-	notify := func() { ready <- struct{}{} }
-	s.udp = &dns.Server{PacketConn: pc, Handler: h, UDPSize: 4096, NotifyStartedFunc: notify}
-	s.tcp = &dns.Server{Listener: ln, Handler: h, NotifyStartedFunc: notify,
+	s.conn = pc.(*net.UDPConn)
+	if host, _, _ := net.SplitHostPort(s.addr); host != "" {
+		if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+			// On a wildcard address the reply must leave from the address
+			// the query came to: ask the kernel for it.
+			s.session = true
+			e6 := ipv6.NewPacketConn(s.conn).SetControlMessage(ipv6.FlagDst|ipv6.FlagInterface, true)
+			e4 := ipv4.NewPacketConn(s.conn).SetControlMessage(ipv4.FlagDst|ipv4.FlagInterface, true)
+			if e4 != nil && e6 != nil {
+				pc.Close()
+				ln.Close()
+				return fmt.Errorf("dnslink: listen %s: %w", s.cfg.Listen, e4)
+			}
+		}
+	}
+	ready := make(chan struct{}, 1)
+	s.tcp = &dns.Server{Listener: ln, Handler: dns.HandlerFunc(s.serveTCP), NotifyStartedFunc: func() { ready <- struct{}{} },
 		ReadTimeout: 5 * time.Second, IdleTimeout: func() time.Duration { return 10 * time.Second }}
-	for _, srv := range []*dns.Server{s.udp, s.tcp} {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := s.tcp.ActivateAndServe(); err != nil {
+			s.log.Error("dns server stopped", "addr", s.addr, "err", err)
+		}
+	}()
+	// UDP is served by a few goroutines reading the one socket and
+	// answering in place: no goroutine and no message unpacking per query
+	// when the answer is cached.
+	for i := 0; i < max(2, runtime.GOMAXPROCS(0)); i++ {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			if err := srv.ActivateAndServe(); err != nil {
-				s.log.Error("dns server stopped", "addr", s.addr, "err", err)
-			}
+			s.serveUDP()
 		}()
 	}
-	for i := 0; i < 2; i++ {
-		select {
-		case <-ready:
-		case <-ctx.Done():
-			s.shutdownLocked()
-			return fmt.Errorf("dnslink: start server %s: %w", s.addr, ctx.Err())
-		}
+	select {
+	case <-ready:
+	case <-ctx.Done():
+		s.shutdownLocked()
+		return fmt.Errorf("dnslink: start server %s: %w", s.addr, ctx.Err())
 	}
 	s.started = true
 	s.log.Info("dns server listening", "zone", s.zone.Origin(), "addr", s.addr)
@@ -179,44 +201,117 @@ func (s *Server) Close() error {
 }
 
 func (s *Server) shutdownLocked() {
-	for _, srv := range []*dns.Server{s.udp, s.tcp} {
-		if srv != nil {
-			srv.Shutdown() // closes the socket; error only if never started
-		}
+	if s.tcp != nil {
+		s.tcp.Shutdown() // error only if it never started
+	}
+	if s.conn != nil {
+		s.conn.Close() // ends the UDP readers
 	}
 	s.wg.Wait()
 }
 
-func (s *Server) serveDNS(w dns.ResponseWriter, req *dns.Msg) {
-	_, isUDP := w.RemoteAddr().(*net.UDPAddr)
+func (s *Server) serveTCP(w dns.ResponseWriter, req *dns.Msg) {
 	if s.limiter != nil {
 		if ap, err := netip.ParseAddrPort(w.RemoteAddr().String()); err == nil && !s.limiter.allow(ap.Addr()) {
-			if !isUDP {
-				m := new(dns.Msg)
-				m.SetRcode(req, dns.RcodeRefused)
-				w.WriteMsg(m)
-			} else if s.limiter.slip() {
-				m := new(dns.Msg)
-				m.SetReply(req)
-				m.Truncated = true
-				w.WriteMsg(m)
-			}
+			m := new(dns.Msg)
+			m.SetRcode(req, dns.RcodeRefused)
+			w.WriteMsg(m)
 			return
 		}
 	}
-	size := dns.MaxMsgSize
-	if isUDP {
-		size = dns.MinMsgSize
-		if opt := req.IsEdns0(); opt != nil {
-			size = max(dns.MinMsgSize, min(int(opt.UDPSize()), s.cfg.MaxMessage))
-		}
-	}
-	snap := s.zone.current()
-	if b := s.cached(snap, req, size); b != nil {
+	if b := s.answerMsg(req, dns.MaxMsgSize); b != nil {
 		if _, err := w.Write(b); err != nil {
 			s.log.Debug("dns write failed", "client", w.RemoteAddr(), "err", err)
 		}
-		return
+	}
+}
+
+func (s *Server) serveUDP() {
+	buf := make([]byte, 4096)
+	for {
+		var (
+			n       int
+			from    netip.AddrPort
+			session *dns.SessionUDP
+			err     error
+		)
+		if s.session {
+			n, session, err = dns.ReadFromSessionUDP(s.conn, buf)
+			if err == nil {
+				from = session.RemoteAddr().(*net.UDPAddr).AddrPort()
+			}
+		} else {
+			n, from, err = s.conn.ReadFromUDPAddrPort(buf)
+		}
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			s.log.Debug("dns read failed", "err", err)
+			continue
+		}
+		out := s.handleUDP(buf[:n], from.Addr().Unmap())
+		if out == nil {
+			continue
+		}
+		if s.session {
+			_, err = dns.WriteToSessionUDP(s.conn, out, session)
+		} else {
+			_, err = s.conn.WriteToUDPAddrPort(out, from)
+		}
+		if err != nil {
+			s.log.Debug("dns write failed", "client", from, "err", err)
+		}
+	}
+}
+
+// handleUDP returns the reply to one datagram, or nil to send none.
+func (s *Server) handleUDP(b []byte, from netip.Addr) []byte {
+	if s.limiter != nil && !s.limiter.allow(from) {
+		if !s.limiter.slip() || len(b) < 12 {
+			return nil
+		}
+		// An empty truncated reply: a real resolver retries over TCP.
+		out := slices.Clone(b[:12])
+		out[2] = out[2]&0x79 | 0x80 | 0x02 // QR, TC; keep opcode and RD
+		out[3] = 0
+		clear(out[4:12])
+		return out
+	}
+	if k, qend, ok := s.parseFast(b); ok {
+		snap := s.zone.current()
+		if v, ok := snap.cache.Load(k); ok {
+			return reply(v.([]byte), b, qend)
+		}
+	}
+	req := new(dns.Msg)
+	if err := req.Unpack(b); err != nil || req.Response {
+		return nil // not a query we can answer; silence beats a reflector
+	}
+	size := dns.MinMsgSize
+	if opt := req.IsEdns0(); opt != nil {
+		size = max(dns.MinMsgSize, min(int(opt.UDPSize()), s.cfg.MaxMessage))
+	}
+	return s.answerMsg(req, size)
+}
+
+// answerMsg builds, packs, caches and returns the reply to req for a
+// transport that carries size bytes.
+func (s *Server) answerMsg(req *dns.Msg, size int) []byte {
+	snap := s.zone.current()
+	k, cacheable := s.cacheKey(req, size)
+	if cacheable {
+		if v, ok := snap.cache.Load(k); ok {
+			b := slices.Clone(v.([]byte))
+			binary.BigEndian.PutUint16(b, req.Id)
+			b[2] = b[2]&^0x01 | boolBit(req.RecursionDesired, 0x01)
+			b[3] = b[3]&^0x10 | boolBit(req.CheckingDisabled, 0x10)
+			qn := make([]byte, 256)
+			if n, err := dns.PackDomainName(dns.Fqdn(req.Question[0].Name), qn, 0, nil, false); err == nil && 12+n <= len(b) {
+				copy(b[12:12+n], qn[:n]) // the client's letter case
+			}
+			return b
+		}
 	}
 	m := s.respond(snap, req)
 	m.Truncate(size)
@@ -225,13 +320,15 @@ func (s *Server) serveDNS(w dns.ResponseWriter, req *dns.Msg) {
 		s.log.Warn("dns pack failed", "question", req.Question, "err", err)
 		m = new(dns.Msg)
 		m.SetRcode(req, dns.RcodeServerFailure)
-		w.WriteMsg(m)
-		return
+		b, _ = m.Pack()
+		return b
 	}
-	s.store(snap, req, size, b)
-	if _, err := w.Write(b); err != nil {
-		s.log.Debug("dns write failed", "client", w.RemoteAddr(), "err", err)
+	if cacheable && snap.cached.Load() < maxCached {
+		if _, loaded := snap.cache.LoadOrStore(k, slices.Clone(b)); !loaded {
+			snap.cached.Add(1)
+		}
 	}
+	return b
 }
 
 // Packed answers are cached per snapshot, so a repeated question costs a
@@ -249,12 +346,19 @@ type cacheKey struct {
 // it without limit; answers past it are built each time.
 const maxCached = 4096
 
+// cacheKey is the key of req's answer; false when req must not be answered
+// from the cache.
 func (s *Server) cacheKey(req *dns.Msg, size int) (cacheKey, bool) {
 	if req.Opcode != dns.OpcodeQuery || len(req.Question) != 1 || req.Response || len(req.Ns) > 0 || len(req.Answer) > 0 ||
 		req.Question[0].Qclass != dns.ClassINET || s.corrupt.Load() {
 		return cacheKey{}, false
 	}
-	k := cacheKey{name: strings.ToLower(req.Question[0].Name), qtype: req.Question[0].Qtype, size: size}
+	wire := make([]byte, 256)
+	n, err := dns.PackDomainName(dns.Fqdn(req.Question[0].Name), wire, 0, nil, false)
+	if err != nil {
+		return cacheKey{}, false
+	}
+	k := cacheKey{name: string(bytes.ToLower(wire[:n])), qtype: req.Question[0].Qtype, size: size}
 	switch len(req.Extra) {
 	case 0:
 	case 1:
@@ -269,39 +373,72 @@ func (s *Server) cacheKey(req *dns.Msg, size int) (cacheKey, bool) {
 	return k, true
 }
 
-func (s *Server) cached(snap *snapshot, req *dns.Msg, size int) []byte {
-	k, ok := s.cacheKey(req, size)
-	if !ok {
-		return nil
+// parseFast reads the cache key straight from a UDP query in wire form
+// (one question, at most an OPT record, no compression), returning also
+// the offset where the question name ends. Anything else goes the slow way.
+func (s *Server) parseFast(b []byte) (cacheKey, int, bool) {
+	if len(b) < 17 || b[2]&0xf8 != 0 || s.corrupt.Load() { // QR=0, opcode QUERY
+		return cacheKey{}, 0, false
 	}
-	v, ok := snap.cache.Load(k)
-	if !ok {
-		return nil
+	if binary.BigEndian.Uint16(b[4:]) != 1 || binary.BigEndian.Uint32(b[6:]) != 0 {
+		return cacheKey{}, 0, false
 	}
-	b := slices.Clone(v.([]byte))
-	// The reply carries the query's ID, RD and CD bits, and its question
-	// with the client's letter case (resolvers using 0x20 check it).
-	binary.BigEndian.PutUint16(b, req.Id)
-	b[2] = b[2]&^0x01 | boolBit(req.RecursionDesired, 0x01)
-	b[3] = b[3]&^0x10 | boolBit(req.CheckingDisabled, 0x10)
-	qn := make([]byte, 256)
-	if n, err := dns.PackDomainName(req.Question[0].Name, qn, 0, nil, false); err == nil && 12+n <= len(b) {
-		copy(b[12:12+n], qn[:n])
+	ar := binary.BigEndian.Uint16(b[10:])
+	off := 12
+	for {
+		if off >= len(b) || off-12 > 255 {
+			return cacheKey{}, 0, false
+		}
+		l := int(b[off])
+		if l == 0 {
+			off++
+			break
+		}
+		if l > 63 {
+			return cacheKey{}, 0, false // compression pointer or reserved
+		}
+		off += 1 + l
 	}
-	return b
+	qend := off
+	if off+4 > len(b) || binary.BigEndian.Uint16(b[off+2:]) != dns.ClassINET {
+		return cacheKey{}, 0, false
+	}
+	var name [256]byte
+	nl := copy(name[:], b[12:qend])
+	for i := 0; i < nl; i++ {
+		if c := name[i]; c >= 'A' && c <= 'Z' {
+			name[i] = c + 'a' - 'A'
+		}
+	}
+	k := cacheKey{name: string(name[:nl]), qtype: binary.BigEndian.Uint16(b[off:]), size: dns.MinMsgSize}
+	off += 4
+	switch ar {
+	case 0:
+	case 1: // OPT: root name, type 41, class = UDP size, TTL = ext-rcode, version, flags
+		if off+11 > len(b) || b[off] != 0 || binary.BigEndian.Uint16(b[off+1:]) != dns.TypeOPT || b[off+6] != 0 {
+			return cacheKey{}, 0, false
+		}
+		k.size = max(dns.MinMsgSize, min(int(binary.BigEndian.Uint16(b[off+3:])), s.cfg.MaxMessage))
+		k.do = b[off+7]&0x80 != 0
+		if off+11+int(binary.BigEndian.Uint16(b[off+9:])) != len(b) {
+			return cacheKey{}, 0, false
+		}
+	default:
+		return cacheKey{}, 0, false
+	}
+	return k, qend, true
 }
 
-func (s *Server) store(snap *snapshot, req *dns.Msg, size int, b []byte) {
-	k, ok := s.cacheKey(req, size)
-	if !ok {
-		return
-	}
-	if snap.cached.Load() >= maxCached {
-		return
-	}
-	if _, loaded := snap.cache.LoadOrStore(k, slices.Clone(b)); !loaded {
-		snap.cached.Add(1)
-	}
+// reply copies a cached answer and makes it the reply to query: its ID, RD
+// and CD bits, and its question name with the client's letter case
+// (resolvers using 0x20 randomization check it).
+func reply(cached, query []byte, qend int) []byte {
+	b := slices.Clone(cached)
+	copy(b[0:2], query[0:2])
+	b[2] = b[2]&^0x01 | query[2]&0x01
+	b[3] = b[3]&^0x10 | query[3]&0x10
+	copy(b[12:qend], query[12:qend])
+	return b
 }
 
 func boolBit(v bool, bit byte) byte {
