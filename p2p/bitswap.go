@@ -5,9 +5,9 @@ import "github.com/ipfs/boxo/bitswap"
 // Bitswap tuning. The defaults (8 task workers, 1 MiB outstanding per peer,
 // 16 KiB target messages) are sized for a node serving many strangers a
 // little each. pcnode mostly moves a whole folder between two of the
-// person's own devices, so it lets one peer keep more data in flight; the
-// figures come from BenchmarkFetch (see bitswap_test.go and the report in
-// docs/).
+// person's own devices, so it lets one peer keep more data in flight and
+// sends fewer, larger messages. BenchmarkFetch compares these with boxo's
+// defaults ("exchange-boxo-defaults").
 const (
 	// bitswapMaxOutstandingBytesPerPeer is how much the server queues for
 	// one peer before it stops taking more of that peer's wants: enough to

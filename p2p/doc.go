@@ -1,5 +1,5 @@
 // Package p2p runs the device's libp2p host: transports (TCP, QUIC),
-// security (Noise, TLS), the resource and connection managers, the dial
+// security (TLS, Noise), the resource and connection managers, the dial
 // policy of a profile, and bitswap over a block store handed in by the
 // caller.
 //
@@ -7,6 +7,40 @@
 // exchanging blocks by CID.
 //
 // It leaves to others: where blocks are stored (any boxo blockstore will
-// do), who is a member of the cloud (later issues hand in a gater), and
-// UnixFS. It imports none of pcnode's packages.
+// do), who is a member of the cloud (later issues hand in a gater through
+// Config.Gater), and UnixFS. It imports none of pcnode's packages.
+//
+// # Using a Host
+//
+// A Host is made in two steps. New checks the Config and allocates; it
+// opens no socket. Start listens, starts bitswap and returns when the host
+// accepts connections:
+//
+//	h, err := p2p.New(p2p.Config{Key: key, Blockstore: bs, Profile: p2p.ProfileLocal})
+//	if err != nil { ... }
+//	if err := h.Start(ctx); err != nil { ... }
+//	defer h.Close()
+//	fmt.Println(h.Addrs()) // [/ip4/127.0.0.1/tcp/41231/p2p/12D3Koo... ...]
+//
+// Another host dials one of those addresses with Connect, and then fetches
+// blocks by CID: through Exchange (bitswap itself, which stores nothing) or
+// through BlockService (which stores what it fetches in the blockstore, so
+// the host then serves it to others). A merkledag over BlockService fetches
+// whole UnixFS trees.
+//
+// # Profiles
+//
+// ProfileDefault is for real use: port 4001 on every interface, NAT port
+// mapping, the public IPFS bootstrap peers. ProfileLocal is for tests and
+// demos: loopback only, and a dial policy enforced in three places (Connect,
+// the connection gater, and a DNS resolver that resolves nothing) so that
+// no address learned from a peer can make the host dial or look up anything
+// off the machine.
+//
+// # Limits
+//
+// The resource manager uses libp2p's default limits scaled to the machine
+// (1/8 of RAM, half the file descriptors); the connection manager keeps
+// between DefaultConnLow and DefaultConnHigh connections. See limits.go and
+// bitswap.go for the figures and the reasons.
 package p2p
