@@ -20,7 +20,8 @@ import (
 //
 //	Dir/pebble/   the pebble database: blocks under /blocks/<multihash>,
 //	              pins under /pins/<cid>, quarantine under /quarantine/<multihash>
-//	Dir/flatfs/   block files, only with BackendFlatfs
+//	Dir/flatfs/   block files: blocks of 128 KiB and more (BackendTiered),
+//	              or all blocks (BackendFlatfs)
 var (
 	blocksPrefix     = ds.NewKey("/blocks")
 	pinsPrefix       = ds.NewKey("/pins")
@@ -73,18 +74,32 @@ func (s *Store) openBackend() error {
 	s.closers = append(s.closers, pdb.Close)
 	s.meta = pdb
 	s.syncMeta = func(ctx context.Context) error { return pdb.Sync(ctx, ds.Key{}) }
-	switch s.cfg.Backend {
-	case "", BackendPebble:
-		s.blocks = namespace.Wrap(pdb, blocksPrefix)
-		s.syncBlocks = s.syncMeta
-	case BackendFlatfs:
+	openFlatfs := func() (ds.Batching, error) {
 		// flatfs fsyncs each file (and its directory) itself when sync
-		// is on; the extra sync has nothing to do.
+		// is on, in parallel within a batch.
 		fdb, err := flatfs.CreateOrOpen(filepath.Join(s.cfg.Dir, "flatfs"), flatfs.NextToLast(2), !s.cfg.NoSync)
+		if err != nil {
+			return nil, err
+		}
+		s.closers = append(s.closers, fdb.Close)
+		return fdb, nil
+	}
+	switch s.cfg.Backend {
+	case "", BackendTiered:
+		fdb, err := openFlatfs()
 		if err != nil {
 			return err
 		}
-		s.closers = append(s.closers, fdb.Close)
+		s.blocks = &tiered{small: namespace.Wrap(pdb, blocksPrefix), big: fdb}
+		s.syncBlocks = s.syncMeta
+	case BackendPebble:
+		s.blocks = namespace.Wrap(pdb, blocksPrefix)
+		s.syncBlocks = s.syncMeta
+	case BackendFlatfs:
+		fdb, err := openFlatfs()
+		if err != nil {
+			return err
+		}
 		s.blocks = fdb
 		s.syncBlocks = nil
 	default:

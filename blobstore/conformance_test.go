@@ -29,8 +29,9 @@ type opener func(t *testing.T) *Store
 func openers() map[string]opener {
 	return map[string]opener{
 		"memory": func(t *testing.T) *Store { return mustOpen(t, Config{}) },
-		"pebble": func(t *testing.T) *Store { return mustOpen(t, Config{Dir: t.TempDir()}) },
+		"pebble": func(t *testing.T) *Store { return mustOpen(t, Config{Dir: t.TempDir(), Backend: BackendPebble}) },
 		"flatfs": func(t *testing.T) *Store { return mustOpen(t, Config{Dir: t.TempDir(), Backend: BackendFlatfs}) },
+		"tiered": func(t *testing.T) *Store { return mustOpen(t, Config{Dir: t.TempDir()}) },
 	}
 }
 
@@ -224,7 +225,7 @@ func testGC(t *testing.T, s *Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	drop, err := s.ImportReader(ctx, bytes.NewReader(randBytes(3, 100_000)), opt)
+	drop, err := s.ImportReader(ctx, bytes.NewReader(randBytes(3, 400_000)), ImportOptions{ChunkSize: bigBlock})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -275,10 +276,11 @@ func testGC(t *testing.T, s *Store) {
 func testVerify(t *testing.T, s *Store) {
 	ctx := context.Background()
 	good, bad := rawBlock("good"), rawBlock("bad")
-	if err := s.PutMany(ctx, []blocks.Block{good, bad}); err != nil {
+	big := rawBlock(string(randBytes(5, bigBlock+1)))
+	if err := s.PutMany(ctx, []blocks.Block{good, bad, big}); err != nil {
 		t.Fatal(err)
 	}
-	if res, err := s.Verify(ctx, nil); err != nil || res.Checked != 2 || len(res.Corrupt) != 0 {
+	if res, err := s.Verify(ctx, nil); err != nil || res.Checked != 3 || len(res.Corrupt) != 0 {
 		t.Fatalf("Verify clean store = %+v, %v", res, err)
 	}
 	// Corrupt the stored bytes behind the store's back.
@@ -290,11 +292,23 @@ func testVerify(t *testing.T, s *Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Checked != 2 || res.Quarantined != 1 || len(res.Corrupt) != 1 || !res.Corrupt[0].Equals(cid.NewCidV1(cid.Raw, bad.Cid().Hash())) {
+	if res.Checked != 3 || res.Quarantined != 1 || len(res.Corrupt) != 1 || !res.Corrupt[0].Equals(cid.NewCidV1(cid.Raw, bad.Cid().Hash())) {
 		t.Errorf("Verify = %+v, want %s corrupt", res, bad.Cid())
 	}
-	if calls != 2 {
-		t.Errorf("progress reached %d, want 2", calls)
+	if calls != 3 {
+		t.Errorf("progress reached %d, want 3", calls)
+	}
+	// A big block (a file of its own in the tiered store), flipped on disk.
+	bigData := append([]byte(nil), big.RawData()...)
+	bigData[100] ^= 1
+	if err := s.blocks.Put(ctx, blockKey(big.Cid()), bigData); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := s.Verify(ctx, nil); err != nil || len(res.Corrupt) != 1 || !bytes.Equal(res.Corrupt[0].Hash(), big.Cid().Hash()) {
+		t.Errorf("Verify after flipping a big block = %+v, %v", res, err)
+	}
+	if ok, _ := s.Has(ctx, big.Cid()); ok {
+		t.Error("corrupt big block still served")
 	}
 	if ok, _ := s.Has(ctx, bad.Cid()); ok {
 		t.Error("corrupt block still served")
@@ -303,11 +317,11 @@ func testVerify(t *testing.T, s *Store) {
 		t.Error("good block quarantined")
 	}
 	q, err := s.Quarantined(ctx)
-	if err != nil || len(q) != 1 || !bytes.Equal(q[0].Hash(), bad.Cid().Hash()) {
+	if err != nil || len(q) != 2 {
 		t.Errorf("Quarantined = %v, %v", q, err)
 	}
-	// A refetch puts the good block back.
-	if err := s.Put(ctx, bad); err != nil {
+	// A refetch puts the good blocks back.
+	if err := s.PutMany(ctx, []blocks.Block{bad, big}); err != nil {
 		t.Fatal(err)
 	}
 	if res, err := s.Verify(ctx, nil); err != nil || len(res.Corrupt) != 0 {
@@ -337,6 +351,7 @@ func testFileRoundTrip(t *testing.T, s *Store) {
 		{"exact-chunk", 4096, 4096},
 		{"multi-chunk", 10*4096 + 7, 4096},
 		{"two-levels", 200*1024 + 3, 1024}, // more than 174 leaves
+		{"big-leaves", 700_000, 256 << 10},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			data := randBytes(uint64(tc.size), tc.size)

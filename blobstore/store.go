@@ -23,13 +23,16 @@ import (
 // Backend names the on-disk engine that holds block data.
 type Backend string
 
-// Backends. Pins and the quarantine always live in pebble; only block data
-// can be moved to flatfs.
+// Backends. Pins and the quarantine always live in pebble; block data can
+// be split by size between pebble and flatfs. docs/STORAGE.md has the
+// measurements behind the default.
 const (
-	// BackendPebble keeps blocks in the pebble database (the default).
+	// BackendTiered (the default) keeps blocks under 128 KiB in pebble and
+	// larger ones (file leaves) in one file each (go-ds-flatfs).
+	BackendTiered Backend = "tiered"
+	// BackendPebble keeps every block in the pebble database.
 	BackendPebble Backend = "pebble"
-	// BackendFlatfs keeps each block in its own file (go-ds-flatfs). It is
-	// kept for comparison; see docs/STORAGE.md for why it is not the default.
+	// BackendFlatfs keeps every block in a file of its own.
 	BackendFlatfs Backend = "flatfs"
 )
 
@@ -44,7 +47,8 @@ type Config struct {
 	NoSync bool
 
 	// Backend selects where block data lives on disk. Default "" means
-	// BackendPebble. Ignored when Dir is "".
+	// BackendTiered. Ignored when Dir is "". A store must be reopened with
+	// the backend it was created with.
 	Backend Backend
 
 	// HashOnRead re-hashes every block read by Get and reports a mismatch as
@@ -133,7 +137,7 @@ func (s *Store) backendName() Backend {
 	case s.cfg.Dir == "":
 		return "memory"
 	case s.cfg.Backend == "":
-		return BackendPebble
+		return BackendTiered
 	}
 	return s.cfg.Backend
 }
