@@ -1,7 +1,6 @@
 package dnslink
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -358,7 +357,7 @@ func (s *Server) cacheKey(req *dns.Msg, size int) (cacheKey, bool) {
 	if err != nil {
 		return cacheKey{}, false
 	}
-	k := cacheKey{name: string(bytes.ToLower(wire[:n])), qtype: req.Question[0].Qtype, size: size}
+	k := cacheKey{name: string(asciiLower(wire[:n])), qtype: req.Question[0].Qtype, size: size}
 	switch len(req.Extra) {
 	case 0:
 	case 1:
@@ -405,12 +404,7 @@ func (s *Server) parseFast(b []byte) (cacheKey, int, bool) {
 	}
 	var name [256]byte
 	nl := copy(name[:], b[12:qend])
-	for i := 0; i < nl; i++ {
-		if c := name[i]; c >= 'A' && c <= 'Z' {
-			name[i] = c + 'a' - 'A'
-		}
-	}
-	k := cacheKey{name: string(name[:nl]), qtype: binary.BigEndian.Uint16(b[off:]), size: dns.MinMsgSize}
+	k := cacheKey{name: string(asciiLower(name[:nl])), qtype: binary.BigEndian.Uint16(b[off:]), size: dns.MinMsgSize}
 	off += 4
 	switch ar {
 	case 0:
@@ -438,6 +432,17 @@ func reply(cached, query []byte, qend int) []byte {
 	b[2] = b[2]&^0x01 | query[2]&0x01
 	b[3] = b[3]&^0x10 | query[3]&0x10
 	copy(b[12:qend], query[12:qend])
+	return b
+}
+
+// asciiLower lower-cases b in place as DNS does: A-Z only, other bytes
+// (which need not be UTF-8) unchanged.
+func asciiLower(b []byte) []byte {
+	for i, c := range b {
+		if c >= 'A' && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
 	return b
 }
 

@@ -138,7 +138,7 @@ func wireLabels(name string) [][]byte {
 	var labels [][]byte
 	for off := 0; off < n && buf[off] != 0; {
 		l := int(buf[off])
-		labels = append(labels, bytes.ToLower(buf[off+1:off+1+l]))
+		labels = append(labels, asciiLower(buf[off+1:off+1+l]))
 		off += 1 + l
 	}
 	for i, j := 0, len(labels)-1; i < j; i, j = i+1, j-1 {
