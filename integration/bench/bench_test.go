@@ -87,7 +87,7 @@ func TestRender(t *testing.T) {
 			{Name: "loopback TCP", Unit: "MiB/s", How: "1 GiB", Err: errors.New("refused")},
 		},
 		Scenarios: []*scenario{
-			{Name: "add a 1 GiB file", Unit: "MiB/s", Samples: []float64{380, 390, 300}, Limit: disk,
+			{Name: "add a 1 GiB file", Unit: "MiB/s", Samples: []float64{380, 390, 300}, Limit: disk, CPU: []float64{4, 3, 5},
 				Target: target{"≥ 350 MiB/s", func(m, _ float64) bool { return m >= 350 }}},
 			{Name: "add a tree", Unit: "s", Samples: []float64{2.5, 1.75, 2},
 				Target: target{"< 1.5 s", func(m, _ float64) bool { return m < 1.5 }}},
@@ -107,9 +107,9 @@ func TestRender(t *testing.T) {
 		"| Go | go1.26.8 linux/amd64 |",
 		`| synced disk write | 450 | 400 | 500 | MiB/s | 256 MiB \| one sync |`,
 		"| loopback TCP | error | | | MiB/s | 1 GiB: refused |",
-		"| add a 1 GiB file | 380 | 300 | 390 | MiB/s | 84% of synced disk write | ≥ 350 MiB/s | PASS |",
-		"| add a tree | 2.000 | 1.750 | 2.500 | s | — | < 1.5 s | FAIL |",
-		"| fetch | — | — | — | MiB/s | — |  | ERROR: pcnode get: exit 1 boom |",
+		"| add a 1 GiB file | 380 | 300 | 390 | MiB/s | 4.000 | 84% of synced disk write | ≥ 350 MiB/s | PASS |",
+		"| add a tree | 2.000 | 1.750 | 2.500 | s | — | — | < 1.5 s | FAIL |",
+		"| fetch | — | — | — | MiB/s | — | — |  | ERROR: pcnode get: exit 1 boom |",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks %q:\n%s", want, out)
@@ -226,6 +226,51 @@ func TestCPUModel(t *testing.T) {
 	if got := cpuModel("processor : 0\n"); got != "unknown" {
 		t.Errorf("cpuModel without a model name = %q", got)
 	}
+}
+
+func TestParseStatCPU(t *testing.T) {
+	tests := []struct {
+		in   string
+		want time.Duration
+		ok   bool
+	}{
+		{"25018 (cat) R 25016 25016 4554 0 -1 4194304 101 0 0 0 150 25 0 0 20 0 1 0", 1750 * time.Millisecond, true},
+		{"7 (a b) c)) S 1 1 1 0 -1 0 0 0 0 0 3 4 0 0 20 0 1 0", 70 * time.Millisecond, true},
+		{"1 (x) S 1 1", 0, false},
+		{"no name here", 0, false},
+		{"1 (x) S 1 1 1 0 -1 0 0 0 0 0 -5 4 0 0", 0, false},
+	}
+	for _, tt := range tests {
+		got, err := parseStatCPU(tt.in)
+		if (err == nil) != tt.ok || got != tt.want {
+			t.Errorf("parseStatCPU(%q) = %v, %v; want %v, ok=%v", tt.in, got, err, tt.want, tt.ok)
+		}
+	}
+	// Spinning makes this process's own CPU time grow.
+	before, err := procCPU(os.Getpid())
+	if err != nil {
+		t.Skipf("no /proc here: %v", err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if now, _ := procCPU(os.Getpid()); now > before {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("CPU time did not grow while spinning")
+		}
+	}
+}
+
+func FuzzParseStatCPU(f *testing.F) {
+	f.Add("25018 (cat) R 25016 25016 4554 0 -1 4194304 101 0 0 0 150 25 0 0 20 0 1 0")
+	f.Add("1 ()) R 1 1 1 0 -1 0 0 0 0 0 99999999999999 1")
+	f.Fuzz(func(t *testing.T, s string) {
+		d, err := parseStatCPU(s)
+		if err == nil && d < 0 {
+			t.Fatalf("parseStatCPU(%q) = %v", s, d)
+		}
+	})
 }
 
 func TestParseVmRSS(t *testing.T) {
@@ -576,7 +621,8 @@ func TestRunWithFake(t *testing.T) {
 					t.Errorf("report lacks %q:\n%s", want, md)
 				}
 			}
-			if strings.Contains(string(md), "ERROR") || strings.Count(string(md), "| — | — | — |") > 0 {
+			if strings.Contains(string(md), "ERROR") || strings.Count(string(md), "| — | — | — |") > 0 ||
+				strings.Contains(string(md), "MiB/s | — |") {
 				t.Errorf("report has unmeasured rows:\n%s", md)
 			}
 			if ents, _ := filepath.Glob(filepath.Join(dir, "pcnode-bench-*")); len(ents) != 0 {

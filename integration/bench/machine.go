@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // cpuModel returns the first "model name" of a /proc/cpuinfo text, or
@@ -52,6 +53,45 @@ func rss(pid int) (int64, error) {
 		return 0, err
 	}
 	return parseVmRSS(string(b))
+}
+
+// userHZ is the unit of the CPU times in /proc/<pid>/stat. The kernel
+// reports them in USER_HZ, which is 100 on every Linux architecture Go
+// supports (it is an ABI constant, unlike the kernel's internal HZ).
+const userHZ = 100
+
+// parseStatCPU returns the user plus system CPU time of all threads of a
+// process from its /proc/<pid>/stat text.
+func parseStatCPU(stat string) (time.Duration, error) {
+	// The command name (field 2) may hold spaces and parentheses; the
+	// fields after the last ')' are fixed: state is field 3, utime 14,
+	// stime 15.
+	i := strings.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("stat: no command name")
+	}
+	f := strings.Fields(stat[i+1:])
+	if len(f) < 13 {
+		return 0, fmt.Errorf("stat: %d fields after the name, want at least 13", len(f))
+	}
+	var ticks int64
+	for _, s := range f[11:13] {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n < 0 || n > 1<<40 {
+			return 0, fmt.Errorf("stat: bad CPU time %q", s)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * time.Second / userHZ, nil
+}
+
+// procCPU is the CPU time process pid has used so far.
+func procCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	return parseStatCPU(string(b))
 }
 
 // mountFS returns "type (device, mount point)" of the mount holding path,

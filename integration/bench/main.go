@@ -383,26 +383,30 @@ func (b *bench) scenarioRun(ctx context.Context, i int, data *dataset, add, fetc
 	if err := pc.initHome(ctx, homeA); err != nil {
 		return fail(add, err)
 	}
-	if _, err := pc.startDaemon(ctx, homeA); err != nil {
-		return fail(add, err)
-	}
-	start := time.Now()
-	fileCID, err := pc.add(ctx, homeA, data.file)
+	da, err := pc.startDaemon(ctx, homeA)
 	if err != nil {
 		return fail(add, err)
 	}
-	d := time.Since(start)
-	add.Samples = append(add.Samples, mibps(data.fileBytes, d))
-	b.logf("%s: add file: %.2f s, %s MiB/s (%s)", n, d.Seconds(), num(mibps(data.fileBytes, d), "MiB/s"), fileCID)
+	var fileCID, treeCID string
+	m, err := measure([]*daemon{da}, func() (cpu time.Duration, err error) {
+		fileCID, cpu, err = pc.add(ctx, homeA, data.file)
+		return cpu, err
+	})
+	if err != nil {
+		return fail(add, err)
+	}
+	add.record(mibps(data.fileBytes, m.wall), m)
+	b.logf("%s: add file: %.2f s, %s MiB/s, %.2f CPU s (%s)", n, m.wall.Seconds(), num(mibps(data.fileBytes, m.wall), "MiB/s"), m.cpu.Seconds(), fileCID)
 
-	start = time.Now()
-	treeCID, err := pc.add(ctx, homeA, data.tree)
+	m, err = measure([]*daemon{da}, func() (cpu time.Duration, err error) {
+		treeCID, cpu, err = pc.add(ctx, homeA, data.tree)
+		return cpu, err
+	})
 	if err != nil {
 		return fail(treeAdd, err)
 	}
-	d = time.Since(start)
-	treeAdd.Samples = append(treeAdd.Samples, d.Seconds())
-	b.logf("%s: add tree: %.3f s (%s)", n, d.Seconds(), treeCID)
+	treeAdd.record(m.wall.Seconds(), m)
+	b.logf("%s: add tree: %.3f s, %.2f CPU s (%s)", n, m.wall.Seconds(), m.cpu.Seconds(), treeCID)
 
 	if err := pc.initHome(ctx, homeB); err != nil {
 		return fail(idle, err)
@@ -435,31 +439,60 @@ func (b *bench) scenarioRun(ctx context.Context, i int, data *dataset, add, fetc
 		return fail(fetch, err)
 	}
 
+	both := []*daemon{da, db}
 	out := filepath.Join(dir, "out-file")
-	start = time.Now()
-	if err := pc.get(ctx, homeB, fileCID, out); err != nil {
+	m, err = measure(both, func() (time.Duration, error) { return pc.get(ctx, homeB, fileCID, out) })
+	if err != nil {
 		return fail(fetch, err)
 	}
-	d = time.Since(start)
 	if sum, err := fileDigest(out); err != nil || sum != data.fileSum {
 		return fail(fetch, fmt.Errorf("fetched file differs from the source (digest %s, want %s, %v)", sum, data.fileSum, err))
 	}
 	os.Remove(out)
-	fetch.Samples = append(fetch.Samples, mibps(data.fileBytes, d))
-	b.logf("%s: fetch file: %.2f s, %s MiB/s", n, d.Seconds(), num(mibps(data.fileBytes, d), "MiB/s"))
+	fetch.record(mibps(data.fileBytes, m.wall), m)
+	b.logf("%s: fetch file: %.2f s, %s MiB/s, %.2f CPU s", n, m.wall.Seconds(), num(mibps(data.fileBytes, m.wall), "MiB/s"), m.cpu.Seconds())
 
 	outTree := filepath.Join(dir, "out-tree")
-	start = time.Now()
-	if err := pc.get(ctx, homeB, treeCID, outTree); err != nil {
+	m, err = measure(both, func() (time.Duration, error) { return pc.get(ctx, homeB, treeCID, outTree) })
+	if err != nil {
 		return fail(treeFetch, err)
 	}
-	d = time.Since(start)
 	if sum, err := treeDigest(outTree); err != nil || sum != data.treeSum {
 		return fail(treeFetch, fmt.Errorf("fetched tree differs from the source (digest %s, want %s, %v)", sum, data.treeSum, err))
 	}
-	treeFetch.Samples = append(treeFetch.Samples, d.Seconds())
-	b.logf("%s: fetch tree: %.3f s", n, d.Seconds())
+	treeFetch.record(m.wall.Seconds(), m)
+	b.logf("%s: fetch tree: %.3f s, %.2f CPU s", n, m.wall.Seconds(), m.cpu.Seconds())
 	return nil
+}
+
+// measurement is the wall time of one timed command and the CPU time it
+// cost: the command's own plus what the daemons used meanwhile.
+type measurement struct {
+	wall, cpu time.Duration
+	cpuOK     bool // false where /proc could not be read
+}
+
+// measure runs f, which returns the CPU time of the command it ran, and
+// adds the CPU time the daemons ds used meanwhile.
+func measure(ds []*daemon, f func() (time.Duration, error)) (measurement, error) {
+	before, ok1 := daemonsCPU(ds)
+	start := time.Now()
+	cli, err := f()
+	wall := time.Since(start)
+	after, ok2 := daemonsCPU(ds)
+	return measurement{wall: wall, cpu: after - before + cli, cpuOK: ok1 && ok2}, err
+}
+
+func daemonsCPU(ds []*daemon) (time.Duration, bool) {
+	var sum time.Duration
+	for _, d := range ds {
+		c, err := procCPU(d.pid())
+		if err != nil {
+			return 0, false
+		}
+		sum += c
+	}
+	return sum, true
 }
 
 // fileDigest is the hex SHA-256 of a file's content.

@@ -26,16 +26,28 @@ type pcnode struct {
 // run runs `pcnode --home home args...` and returns its stdout. A failure
 // includes the command's stderr.
 func (p *pcnode) run(ctx context.Context, home string, args ...string) (string, error) {
+	out, _, err := p.runCPU(ctx, home, args...)
+	return out, err
+}
+
+// runCPU is run that also returns the CPU time (user and system) the
+// command used.
+func (p *pcnode) runCPU(ctx context.Context, home string, args ...string) (string, time.Duration, error) {
 	argv := append([]string{"--home", home}, args...)
 	cmd := exec.CommandContext(ctx, p.bin, argv...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	cmd.Env = append(os.Environ(), "PCNODE_HOME="+home)
 	cmd.WaitDelay = 5 * time.Second
-	if err := cmd.Run(); err != nil {
-		return stdout.String(), fmt.Errorf("pcnode %s: %w: %s", strings.Join(args, " "), err, lastLines(stderr.String(), 5))
+	err := cmd.Run()
+	var cpu time.Duration
+	if cmd.ProcessState != nil {
+		cpu = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	}
-	return stdout.String(), nil
+	if err != nil {
+		return stdout.String(), cpu, fmt.Errorf("pcnode %s: %w: %s", strings.Join(args, " "), err, lastLines(stderr.String(), 5))
+	}
+	return stdout.String(), cpu, nil
 }
 
 // initHome makes a fresh home of the local profile whose API listens on a
@@ -67,17 +79,18 @@ func (p *pcnode) status(ctx context.Context, home string) (status, error) {
 	return st, nil
 }
 
-// add adds path and returns the CID `add -q` prints.
-func (p *pcnode) add(ctx context.Context, home, path string) (string, error) {
-	out, err := p.run(ctx, home, "add", "-q", path)
+// add adds path and returns the CID `add -q` prints and the CPU time of
+// the command.
+func (p *pcnode) add(ctx context.Context, home, path string) (string, time.Duration, error) {
+	out, cpu, err := p.runCPU(ctx, home, "add", "-q", path)
 	if err != nil {
-		return "", err
+		return "", cpu, err
 	}
 	c := strings.TrimSpace(lastLines(out, 1))
 	if c == "" || strings.ContainsAny(c, " \t") {
-		return "", fmt.Errorf("pcnode add -q printed %q, want a CID", out)
+		return "", cpu, fmt.Errorf("pcnode add -q printed %q, want a CID", out)
 	}
-	return c, nil
+	return c, cpu, nil
 }
 
 func (p *pcnode) connect(ctx context.Context, home, addr string) error {
@@ -85,9 +98,10 @@ func (p *pcnode) connect(ctx context.Context, home, addr string) error {
 	return err
 }
 
-func (p *pcnode) get(ctx context.Context, home, cid, out string) error {
-	_, err := p.run(ctx, home, "get", cid, "-o", out)
-	return err
+// get fetches cid into out and returns the CPU time of the command.
+func (p *pcnode) get(ctx context.Context, home, cid, out string) (time.Duration, error) {
+	_, cpu, err := p.runCPU(ctx, home, "get", cid, "-o", out)
+	return cpu, err
 }
 
 // daemon is one running `pcnode daemon`.

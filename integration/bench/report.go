@@ -56,6 +56,17 @@ type scenario struct {
 	Limit  *limit
 	Target target
 	Err    error
+	// CPU holds, per sample, the CPU seconds the command and the daemons
+	// used: unlike wall time it hardly depends on other load.
+	CPU []float64
+}
+
+// record adds one sample and its CPU time.
+func (s *scenario) record(v float64, m measurement) {
+	s.Samples = append(s.Samples, v)
+	if m.cpuOK {
+		s.CPU = append(s.CPU, m.cpu.Seconds())
+	}
 }
 
 // ratio is the median over the limit's median, or 0 when there is none.
@@ -140,7 +151,7 @@ func render(w io.Writer, r *report) error {
 	}
 
 	b.WriteString("\n## Scenarios\n\n")
-	b.WriteString("| scenario | median | min | max | unit | ratio to limit | target | result |\n|---|---:|---:|---:|---|---|---|---|\n")
+	b.WriteString("| scenario | median | min | max | unit | CPU s | ratio to limit | target | result |\n|---|---:|---:|---:|---|---:|---|---|---|\n")
 	for _, s := range r.Scenarios {
 		sm, ok := summarize(s.Samples)
 		med, lo, hi := "—", "—", "—"
@@ -151,14 +162,19 @@ func render(w io.Writer, r *report) error {
 		if rt := s.ratio(); rt > 0 {
 			ratio = fmt.Sprintf("%.0f%% of %s", rt*100, s.Limit.Name)
 		}
+		cpu := "—"
+		if c, ok := summarize(s.CPU); ok {
+			cpu = num(c.Median, "s")
+		}
 		res := s.verdict()
 		if s.Err != nil {
 			res = "ERROR: " + s.Err.Error()
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", cell(s.Name), med, lo, hi,
-			cell(s.Unit), cell(ratio), cell(s.Target.Text), cell(res))
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", cell(s.Name), med, lo, hi,
+			cell(s.Unit), cpu, cell(ratio), cell(s.Target.Text), cell(res))
 	}
 	b.WriteString("\nTimes are wall-clock times of the `pcnode` command (CLI process start to exit) against running daemons; throughput is the data size over that time. ")
+	b.WriteString("CPU s is the median CPU time (user + system) of the command and of the daemons while it ran: it depends much less than wall time on whatever else the machine was doing. ")
 	b.WriteString("Each run uses fresh homes, so nothing is already stored. Fetched data is compared with the source after each run, outside the timing.\n")
 	_, err := io.WriteString(w, b.String())
 	return err
