@@ -262,3 +262,31 @@ func TestPublisherKnot(t *testing.T) {
 		})
 	}
 }
+
+func TestConfig(t *testing.T) {
+	c := Config{Zone: "example.org", Listen: "127.0.0.1:5353", Servers: []string{"127.0.0.1:53"}, Primary: "127.0.0.1",
+		TSIG: "k:hmac-sha256:c2VjcmV0", TrustAnchor: "example.org. IN DS 1 13 2 AB"}
+	if rc := c.ResolverConfig(nil); rc.TrustAnchor != c.TrustAnchor || len(rc.Servers) != 1 {
+		t.Errorf("ResolverConfig %+v", rc)
+	}
+	pc, err := c.PublisherConfig(nil)
+	if err != nil || pc.TSIG.Name != "k" || pc.Primary != "127.0.0.1" {
+		t.Errorf("PublisherConfig %+v %v", pc, err)
+	}
+	p, err := NewPublisher(pc)
+	if err != nil || p.cfg.Primary != "127.0.0.1:53" {
+		t.Errorf("NewPublisher: %v %v", p, err)
+	}
+	if _, err := (Config{TSIG: "bad"}).PublisherConfig(nil); err == nil {
+		t.Error("bad dns.tsig accepted")
+	}
+	if sc, err := c.ServerConfig(nil); err != nil || sc.Listen != c.Listen {
+		t.Errorf("ServerConfig %+v %v", sc, err)
+	}
+	if _, err := (Config{}).ServerConfig(nil); err == nil {
+		t.Error("empty dns.listen accepted")
+	}
+	if zc := c.ZoneConfig(nil); zc.Zone != "example.org" {
+		t.Errorf("ZoneConfig %+v", zc)
+	}
+}
