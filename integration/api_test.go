@@ -43,7 +43,7 @@ func TestAPIRefusals(t *testing.T) {
 		{"no token", http.MethodGet, "/api/v1/status", "", nil, http.StatusUnauthorized},
 		{"wrong token", http.MethodGet, "/api/v1/status", "Bearer " + strings.Repeat("0", len(tok)), nil, http.StatusUnauthorized},
 		{"no token on add", http.MethodPost, "/api/v1/add", "", strings.NewReader(`{"path":"/etc/hostname"}`), http.StatusUnauthorized},
-		{"100 MiB body", http.MethodPost, "/api/v1/add", "Bearer " + tok, io.LimitReader(zeros{}, 100<<20), http.StatusRequestEntityTooLarge},
+		{"100 MiB body", http.MethodPost, "/api/v1/add", "Bearer " + tok, hugeJSON(100 << 20), http.StatusRequestEntityTooLarge},
 		{"right token", http.MethodGet, "/api/v1/status", "Bearer " + tok, nil, http.StatusOK},
 	}
 	for _, tc := range tests {
@@ -102,10 +102,20 @@ func apiURL(t *testing.T, home string) string {
 	return string(bytes.TrimSpace(b))
 }
 
-// zeros reads as an endless run of zero bytes.
-type zeros struct{}
+// hugeJSON is a well-formed AddRequest of n bytes, its path a run of
+// 'a': a decoder must read past any sane limit before it can reject it.
+func hugeJSON(n int64) io.Reader {
+	head, tail := `{"path":"/`, `"}`
+	pad := n - int64(len(head)+len(tail))
+	return io.MultiReader(strings.NewReader(head), io.LimitReader(as{}, pad), strings.NewReader(tail))
+}
 
-func (zeros) Read(p []byte) (int, error) {
-	clear(p)
+// as reads as an endless run of 'a'.
+type as struct{}
+
+func (as) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = 'a'
+	}
 	return len(p), nil
 }

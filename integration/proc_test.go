@@ -58,9 +58,14 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// pcnodeBinary builds cmd/pcnode once per test run (with -race when the
-// tests run with it, which also reuses their build cache) and returns its
-// path. Tests that do not run processes never pay for the build.
+// raceBinary builds the daemon under test with -race. Off by default: the
+// race detector slows block hashing and transfer several times over, and
+// the CLI scripts in cmd/pcnode already run a race-enabled pcnode (the
+// test binary itself) through the same daemon paths.
+var raceBinary = os.Getenv("PCNODE_IT_RACE") == "1"
+
+// pcnodeBinary builds cmd/pcnode once per test run and returns its path.
+// Tests that do not run processes never pay for the build.
 func pcnodeBinary(t *testing.T) string {
 	t.Helper()
 	binOnce.Do(func() {
@@ -71,7 +76,7 @@ func pcnodeBinary(t *testing.T) string {
 		}
 		binPath = filepath.Join(binDir, "pcnode")
 		args := []string{"build", "-o", binPath}
-		if raceEnabled {
+		if raceBinary {
 			args = append(args, "-race")
 		}
 		args = append(args, "./cmd/pcnode")
@@ -86,7 +91,7 @@ func pcnodeBinary(t *testing.T) string {
 	if binErr != nil {
 		t.Fatal(binErr)
 	}
-	t.Logf("pcnode binary built in %v (race=%v)", binBuild.Round(time.Millisecond), raceEnabled)
+	t.Logf("pcnode binary built in %v (race=%v)", binBuild.Round(time.Millisecond), raceBinary)
 	return binPath
 }
 
@@ -315,23 +320,6 @@ func sameFile(t *testing.T, a, b string) {
 	if fileHash(t, a) != fileHash(t, b) {
 		t.Fatalf("%s and %s differ", a, b)
 	}
-}
-
-// dirSize is the total size of the regular files under dir.
-func dirSize(dir string) int64 {
-	var n int64
-	_ = filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
-		if err != nil {
-			return nil // pebble removes files while we walk: count what is there
-		}
-		if d.Type().IsRegular() {
-			if fi, err := d.Info(); err == nil {
-				n += fi.Size()
-			}
-		}
-		return nil
-	})
-	return n
 }
 
 // loopbackAddr returns the first of st's addresses on 127.0.0.1 over TCP.

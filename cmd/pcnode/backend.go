@@ -68,7 +68,7 @@ func (a *app) openOffline(ctx context.Context, home string) (*node.Node, error) 
 	if err != nil {
 		return nil, err
 	}
-	n, err := node.New(node.Config{Home: home, Offline: true, Logger: log})
+	n, err := node.New(node.Config{Home: home, Offline: true, Logger: log, Version: buildVersion().Version})
 	if err != nil {
 		return nil, err
 	}

@@ -52,7 +52,7 @@ may have a home open at a time: a second daemon on the same home is refused.`,
 			}
 			slog.SetDefault(log) // only cmd/pcnode sets the default logger
 
-			n, err := node.New(node.Config{Home: home, Logger: log, APIListen: apiListen})
+			n, err := node.New(node.Config{Home: home, Logger: log, APIListen: apiListen, Version: buildVersion().Version})
 			if err != nil {
 				return err
 			}

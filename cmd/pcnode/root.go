@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -196,6 +197,13 @@ func (a *app) explain(err error) string {
 		return fmt.Sprintf("no pcnode home at %s: run pcnode init", home)
 	case errors.Is(err, errNeedsDaemon):
 		return errNeedsDaemon.Error()
+	case errors.Is(err, node.ErrHomeLocked):
+		home, _ := a.homeDir()
+		pid := "?"
+		if b, rerr := os.ReadFile(filepath.Join(home, node.LockFile)); rerr == nil && len(bytes.TrimSpace(b)) > 0 {
+			pid = string(bytes.TrimSpace(b))
+		}
+		return fmt.Sprintf("home %s is in use by another pcnode (pid %s): stop it first, or let commands use its API", home, pid)
 	}
 	return err.Error()
 }

@@ -102,8 +102,8 @@ func TestShellQuote(t *testing.T) {
 func TestProgressBar(t *testing.T) {
 	var buf bytes.Buffer
 	fn, finish := newBar(&buf, "adding", true)
-	fn(0, 0)     // total unknown: a spinner
-	fn(512, 0)   // still unknown
+	fn(0, 0)   // total unknown: a spinner
+	fn(512, 0) // still unknown
 	fn(1024, 4096)
 	fn(4096, 4096)
 	finish()
