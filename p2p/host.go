@@ -166,7 +166,10 @@ func (h *Host) Start(ctx context.Context) error {
 	}
 	lh, err := libp2p.New(h.options(rm, cm)...)
 	if err != nil {
-		// libp2p closes rm and cm when it fails to build the host.
+		// libp2p closes them on some failures but not all; closing
+		// twice is harmless.
+		cm.Close()
+		rm.Close()
 		return fmt.Errorf("p2p: start: %w", err)
 	}
 

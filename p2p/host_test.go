@@ -5,6 +5,8 @@ import (
 	"crypto/rand"
 	"errors"
 	"net"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -441,5 +443,81 @@ func TestConnectErrors(t *testing.T) {
 	}
 	if ps := h.Peers(); len(ps) != 0 {
 		t.Errorf("failed connects left peers %v", ps)
+	}
+}
+
+// TestCloseWaitsForGoroutines runs two connected hosts through a block
+// fetch and closes them; the goroutines they started must be gone. The
+// first round warms up libp2p's process-wide goroutines (metrics sweeper,
+// QUIC's shared machinery), which outlive any one host by design.
+func TestCloseWaitsForGoroutines(t *testing.T) {
+	round := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		bsA := newBlockstore()
+		blk := randomBlocks(t, 1, 100)[0]
+		if err := bsA.Put(ctx, blk); err != nil {
+			t.Fatal(err)
+		}
+		var hs []*Host
+		for _, bs := range []blockstore.Blockstore{bsA, newBlockstore()} {
+			cfg := localConfig(t)
+			cfg.Blockstore = bs
+			h, err := New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := h.Start(ctx); err != nil {
+				t.Fatal(err)
+			}
+			hs = append(hs, h)
+		}
+		for _, proto := range []string{"tcp", "quic-v1"} {
+			if _, err := hs[1].Connect(ctx, addrWith(t, hs[0], proto)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := hs[1].Exchange().GetBlock(ctx, blk.Cid()); err != nil {
+			t.Fatal(err)
+		}
+		for _, h := range hs {
+			if err := h.Close(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// A Start that fails (the port is taken) reports it, and Close still
+	// works. (libp2p v0.51 itself leaks three swarm goroutines when its
+	// listeners fail, so this runs outside the counted rounds.)
+	failedStart := func() {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		cfg := localConfig(t)
+		cfg.ListenAddrs = []multiaddr.Multiaddr{multiaddr.StringCast("/ip4/127.0.0.1/tcp/" + strconv.Itoa(l.Addr().(*net.TCPAddr).Port))}
+		h, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := h.Start(context.Background()); err == nil {
+			t.Error("Start on a taken port succeeded")
+		}
+		if err := h.Close(); err != nil {
+			t.Error(err)
+		}
+	}
+	failedStart()
+	round()
+	base := runtime.NumGoroutine()
+	round()
+	deadline := time.Now().Add(10 * time.Second)
+	for runtime.NumGoroutine() > base {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("%d goroutines after Close, %d before:\n%s", runtime.NumGoroutine(), base, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
