@@ -7,6 +7,7 @@ import (
 	"errors"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +18,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 )
 
 // newHost starts a libp2p host listening on loopback TCP only: no relay,
@@ -370,5 +372,49 @@ func TestRevokePropagates(t *testing.T) {
 	}
 	if a.svc.IsMember(c.h.ID()) || a.svc.State().PendingInvites(time.Now()) != 1 {
 		t.Error("revoked c is a member again, or its attempt spent the fresh invite")
+	}
+}
+
+func TestServiceLifecycle(t *testing.T) {
+	h, key := newHost(t)
+	dir := t.TempDir()
+	if _, err := New(Config{Host: h, Dir: dir}); !errors.Is(err, ErrNoCloud) {
+		t.Errorf("New on an empty dir = %v, want ErrNoCloud", err)
+	}
+	if _, err := New(Config{Dir: dir}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("New without host = %v, want ErrInvalid", err)
+	}
+	if _, err := Create(dir, "laptop", key); err != nil {
+		t.Fatal(err)
+	}
+	// Close before Start is fine and idempotent.
+	s, err := New(Config{Host: h, Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil || s.Close() != nil {
+		t.Fatal("Close before Start failed")
+	}
+	if err := s.Start(context.Background()); err == nil {
+		t.Error("Start after Close succeeded")
+	}
+	s, err = New(Config{Host: h, Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(context.Background()); err == nil {
+		t.Error("second Start succeeded")
+	}
+	has := func(id string) bool { return slices.Contains(h.Mux().Protocols(), protocol.ID(id)) }
+	if !has(string(JoinProtocol)) || !has(string(RosterProtocol)) {
+		t.Errorf("handlers not registered: %v", h.Mux().Protocols())
+	}
+	s.Close()
+	s.Close()
+	if has(string(JoinProtocol)) || has(string(RosterProtocol)) {
+		t.Errorf("handlers left after Close: %v", h.Mux().Protocols())
 	}
 }
