@@ -339,7 +339,7 @@ func (p *Publisher) send(ctx context.Context, m *dns.Msg) error {
 	if t := r.IsTsig(); t != nil && t.Error != 0 {
 		switch t.Error {
 		case dns.RcodeBadKey:
-			why, hint = "TSIG key rejected (BADKEY)", ": the primary does not know key "+p.cfg.TSIG.Name+"; check dns.tsig"
+			why, hint = "TSIG key rejected (BADKEY)", ": the primary does not know key "+p.cfg.TSIG.Name+" or its ACL does not allow it to update "+p.zone+"; check dns.tsig and the primary's ACL"
 		case dns.RcodeBadSig:
 			why, hint = "TSIG signature rejected (BADSIG)", ": the secret or algorithm of key "+p.cfg.TSIG.Name+" differs from the primary's; check dns.tsig"
 		case dns.RcodeBadTime:

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -336,4 +337,36 @@ func newFakeAddr(t *testing.T, zonefile string) string {
 	f := &fakeDNS{records: map[string][]dns.RR{}}
 	f.add(t, zonefile)
 	return startFake(t, f)
+}
+
+func TestZoneResigns(t *testing.T) {
+	var now atomic.Int64
+	now.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).Unix())
+	clock := func() time.Time { return time.Unix(now.Load(), 0) }
+	z, err := NewZone(ZoneConfig{Zone: "example.org", Key: mustKey(t), Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := z.SetRecords(testRecords(t)); err != nil {
+		t.Fatal(err)
+	}
+	sigOf := func() *dns.RRSIG {
+		m := new(dns.Msg)
+		m.SetQuestion("_pcnode.example.org.", dns.TypeTXT)
+		z.current().answer(m, "_pcnode.example.org.", dns.TypeTXT, true)
+		return m.Answer[1].(*dns.RRSIG)
+	}
+	first, serial := sigOf(), z.Serial()
+	now.Add(int64((6 * 24 * time.Hour).Seconds()))
+	if s := sigOf(); s.Inception != first.Inception || z.Serial() != serial {
+		t.Fatal("re-signed before half the validity passed")
+	}
+	now.Add(int64((2 * 24 * time.Hour).Seconds()))
+	s := sigOf()
+	if s.Inception == first.Inception || z.Serial() == serial {
+		t.Fatal("not re-signed after half the validity passed")
+	}
+	if !s.ValidityPeriod(clock()) {
+		t.Fatal("new signature not valid now")
+	}
 }
