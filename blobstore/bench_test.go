@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	mh "github.com/multiformats/go-multihash"
 )
 
 // usage samples what the process used so far: CPU time (all threads) and
@@ -94,9 +96,22 @@ func writeRandomFile(b *testing.B, dir string, mb int) string {
 func BenchmarkImportFile(b *testing.B) {
 	mb := benchMB()
 	src := writeRandomFile(b, b.TempDir(), mb)
+	type run struct {
+		backend Backend
+		chunk   int
+		hash    uint64
+	}
+	var runs []run
 	for _, backend := range []Backend{BackendTiered, BackendPebble, BackendFlatfs} {
 		for _, chunk := range []int{256 << 10, 512 << 10, 1 << 20} {
-			b.Run(fmt.Sprintf("%s/%dKiB", backend, chunk>>10), func(b *testing.B) {
+			runs = append(runs, run{backend, chunk, mh.SHA2_256})
+		}
+	}
+	runs = append(runs, run{BackendTiered, 1 << 20, mh.BLAKE3})
+	for _, r := range runs {
+		backend, chunk := r.backend, r.chunk
+		{
+			b.Run(fmt.Sprintf("%s/%dKiB/%s", backend, chunk>>10, mh.Codes[r.hash]), func(b *testing.B) {
 				b.SetBytes(int64(mb) << 20)
 				var m meter
 				for b.Loop() {
@@ -104,7 +119,7 @@ func BenchmarkImportFile(b *testing.B) {
 					s := mustOpen(b, Config{Dir: b.TempDir(), Backend: backend})
 					m.on()
 					b.StartTimer()
-					if _, err := s.Import(context.Background(), src, ImportOptions{ChunkSize: chunk}); err != nil {
+					if _, err := s.Import(context.Background(), src, ImportOptions{ChunkSize: chunk, Hash: r.hash}); err != nil {
 						b.Fatal(err)
 					}
 					b.StopTimer()

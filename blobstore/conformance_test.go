@@ -13,8 +13,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	chunker "github.com/ipfs/boxo/chunker"
 	"github.com/ipfs/boxo/blockservice"
+	chunker "github.com/ipfs/boxo/chunker"
 	dag "github.com/ipfs/boxo/ipld/merkledag"
 	"github.com/ipfs/boxo/ipld/unixfs/importer/balanced"
 	h "github.com/ipfs/boxo/ipld/unixfs/importer/helpers"

@@ -40,6 +40,11 @@ type ImportOptions struct {
 	// ChunkSize is the size of each file leaf in bytes. Default 0 means
 	// DefaultChunkSize. At most MaxChunkSize.
 	ChunkSize int
+	// Hash is the multihash function of every block. Default 0 means
+	// SHA2_256, which every IPFS client verifies. multihash.BLAKE3 hashes
+	// about 7x faster on CPUs with AVX-512 (docs/STORAGE.md) and Kubo reads
+	// it, but browsers' verified-fetch may not.
+	Hash uint64
 	// Progress, if not nil, is called with bytes of file data read so far
 	// and the total (-1 while unknown, as for ImportReader). It is called
 	// from the importing goroutine.
@@ -58,7 +63,22 @@ type ImportResult struct {
 // switch the codec to raw).
 var v1 = cid.Prefix{Version: 1, Codec: cid.DagProtobuf, MhType: mh.SHA2_256, MhLength: -1}
 
+func (o ImportOptions) prefix() (cid.Prefix, error) {
+	switch o.Hash {
+	case 0, mh.SHA2_256:
+		return v1, nil
+	case mh.BLAKE3:
+		p := v1
+		p.MhType, p.MhLength = mh.BLAKE3, 32
+		return p, nil
+	}
+	return cid.Prefix{}, fmt.Errorf("unsupported hash 0x%x (want sha2-256 or blake3)", o.Hash)
+}
+
 func (o ImportOptions) chunkSize() (int, error) {
+	if _, err := o.prefix(); err != nil {
+		return 0, err
+	}
 	switch {
 	case o.ChunkSize == 0:
 		return DefaultChunkSize, nil
@@ -82,7 +102,8 @@ func (s *Store) ImportReader(ctx context.Context, r io.Reader, opt ImportOptions
 	}
 	w := s.newWriter(ctx)
 	prog := newProgress(opt.Progress, -1)
-	n, nbytes, err := importFile(ctx, w, r, size, prog)
+	pfx, _ := opt.prefix()
+	n, nbytes, err := importFile(ctx, w, r, size, pfx, prog)
 	if err == nil {
 		err = w.finish()
 	} else {
@@ -122,6 +143,7 @@ func (s *Store) importPath(ctx context.Context, path string, opt ImportOptions) 
 	if err != nil {
 		return ImportResult{}, err
 	}
+	pfx, _ := opt.prefix()
 	w := s.newWriter(ctx)
 	var root ipld.Node
 	var total int64
@@ -133,20 +155,20 @@ func (s *Store) importPath(ctx context.Context, path string, opt ImportOptions) 
 		}
 		defer f.Close()
 		prog := newProgress(opt.Progress, fi.Size())
-		root, total, err = importFile(ctx, w, f, size, prog)
+		root, total, err = importFile(ctx, w, f, size, pfx, prog)
 		if err != nil {
 			w.abort()
 			return ImportResult{}, err
 		}
 	case fi.IsDir():
-		t := &treeImporter{s: s, w: w, chunk: size}
+		t := &treeImporter{s: s, w: w, chunk: size, pfx: pfx}
 		root, total, err = t.run(ctx, path, opt.Progress)
 		if err != nil {
 			w.abort()
 			return ImportResult{}, err
 		}
 	case fi.Mode()&fs.ModeSymlink != 0:
-		root, err = symlinkNode(path)
+		root, err = symlinkNode(path, pfx)
 		if err == nil {
 			err = w.Add(ctx, root)
 		}
@@ -163,7 +185,7 @@ func (s *Store) importPath(ctx context.Context, path string, opt ImportOptions) 
 	return ImportResult{Root: root.Cid(), Name: filepath.Base(path), Size: total, Blocks: int(w.count.Load())}, nil
 }
 
-func symlinkNode(path string) (ipld.Node, error) {
+func symlinkNode(path string, pfx cid.Prefix) (ipld.Node, error) {
 	target, err := os.Readlink(path)
 	if err != nil {
 		return nil, err
@@ -173,7 +195,7 @@ func symlinkNode(path string) (ipld.Node, error) {
 		return nil, err
 	}
 	n := dag.NodeWithData(data)
-	if err := n.SetCidBuilder(v1); err != nil {
+	if err := n.SetCidBuilder(pfx); err != nil {
 		return nil, err
 	}
 	return n, nil
@@ -204,8 +226,8 @@ func (p *progress) add(n int) {
 // importFile builds the balanced UnixFS DAG of r into w. Leaves are hashed
 // in parallel ahead of boxo's (sequential) layout code, which then finds
 // each leaf's CID already computed.
-func importFile(ctx context.Context, w ipld.DAGService, r io.Reader, chunk int, prog *progress) (ipld.Node, int64, error) {
-	sp := newHashingSplitter(ctx, r, chunk, prog)
+func importFile(ctx context.Context, w ipld.DAGService, r io.Reader, chunk int, pfx cid.Prefix, prog *progress) (ipld.Node, int64, error) {
+	sp := newHashingSplitter(ctx, r, chunk, pfx, prog)
 	defer sp.stop()
 	params := h.DagBuilderParams{
 		Dagserv:    w,
@@ -238,6 +260,7 @@ type hashedChunk struct {
 // chunker.NewSizeSplitter does) and hashes them on all CPUs ahead of use.
 type hashingSplitter struct {
 	r      io.Reader
+	pfx    cid.Prefix
 	cancel context.CancelFunc
 	order  chan chan hashedChunk
 	wg     sync.WaitGroup
@@ -246,16 +269,16 @@ type hashingSplitter struct {
 	err    error
 }
 
-func newHashingSplitter(ctx context.Context, r io.Reader, chunk int, prog *progress) *hashingSplitter {
+func newHashingSplitter(ctx context.Context, r io.Reader, chunk int, pfx cid.Prefix, prog *progress) *hashingSplitter {
 	ctx, cancel := context.WithCancel(ctx)
 	workers := runtime.GOMAXPROCS(0)
-	sp := &hashingSplitter{r: r, cancel: cancel, order: make(chan chan hashedChunk, 2*workers)}
+	sp := &hashingSplitter{r: r, cancel: cancel, pfx: pfx, order: make(chan chan hashedChunk, 2*workers)}
 	type job struct {
 		data []byte
 		out  chan hashedChunk
 	}
 	jobs := make(chan job, workers)
-	raw := v1.WithCodec(cid.Raw)
+	raw := pfx.WithCodec(cid.Raw)
 	for range workers {
 		sp.wg.Go(func() {
 			for j := range jobs {
@@ -329,7 +352,7 @@ func (sp *hashingSplitter) stop() {
 
 var _ chunker.Splitter = (*hashingSplitter)(nil)
 
-func (sp *hashingSplitter) builder() cid.Builder { return &presumBuilder{sp: sp, prefix: v1} }
+func (sp *hashingSplitter) builder() cid.Builder { return &presumBuilder{sp: sp, prefix: sp.pfx} }
 
 // presumBuilder is the cid.Builder boxo's layout uses: for the leaf that
 // NextBytes just returned (the same backing array) it returns the CID the
@@ -526,6 +549,7 @@ type treeImporter struct {
 	s     *Store
 	w     *writer
 	chunk int
+	pfx   cid.Prefix
 }
 
 type treeEntry struct {
@@ -630,7 +654,7 @@ feed:
 	// Pass 3: directories, deepest first (children have larger indexes).
 	for i := len(dirs) - 1; i >= 0; i-- {
 		d := dirs[i]
-		dir, err := uio.NewDirectory(t.w, uio.WithCidBuilder(v1))
+		dir, err := uio.NewDirectory(t.w, uio.WithCidBuilder(t.pfx))
 		if err != nil {
 			return nil, 0, err
 		}
@@ -676,7 +700,7 @@ func compareStrings(a, b string) int {
 
 func (t *treeImporter) importEntry(ctx context.Context, te *treeEntry, prog *progress) error {
 	if te.mode&fs.ModeSymlink != 0 {
-		n, err := symlinkNode(te.path)
+		n, err := symlinkNode(te.path, t.pfx)
 		if err != nil {
 			return err
 		}
@@ -698,7 +722,7 @@ func (t *treeImporter) importEntry(ctx context.Context, te *treeEntry, prog *pro
 		}
 		if n <= t.chunk {
 			prog.add(n)
-			leaf, err := dag.NewRawNodeWPrefix(buf[:n:n], v1)
+			leaf, err := dag.NewRawNodeWPrefix(buf[:n:n], t.pfx)
 			if err != nil {
 				return err
 			}
@@ -711,7 +735,7 @@ func (t *treeImporter) importEntry(ctx context.Context, te *treeEntry, prog *pro
 			return err
 		}
 	}
-	n, size, err := importFile(ctx, t.w, f, t.chunk, prog)
+	n, size, err := importFile(ctx, t.w, f, t.chunk, t.pfx, prog)
 	if err != nil {
 		return err
 	}
