@@ -81,6 +81,13 @@ func TestImportDirection(t *testing.T) {
 	for _, msg := range mustCheck(t, func() ([]string, error) { return importViolations(root, mod) }) {
 		t.Error(msg)
 	}
+	if pkgs, err := scanPackages(root); err == nil {
+		names := make([]string, len(pkgs))
+		for i, p := range pkgs {
+			names[i] = p.rel
+		}
+		t.Logf("checked %d packages: %s", len(pkgs), strings.Join(names, " "))
+	}
 }
 
 // mustCheck fails the test on a scan error and returns the violations.
