@@ -76,6 +76,11 @@ func (s *Service) refuse(str network.Stream, err error) {
 	}
 }
 
+// droppedHint explains a join that fails on a connection cut short: that
+// is how members treat a revoked device, and a bare "connection reset"
+// would not say so.
+const droppedHint = "(the inviter dropped the connection; is this device revoked?)"
+
 // JoinOptions says how a device joins. Name is required.
 type JoinOptions struct {
 	// Name is this device's name in the roster. Required.
@@ -134,22 +139,20 @@ func Join(ctx context.Context, h host.Host, dir, code string, opts JoinOptions) 
 	defer cancel()
 	str, err := h.NewStream(ctx, inv.Inviter.ID, JoinProtocol)
 	if err != nil {
-		// A connection dropped at once is how members treat a revoked
-		// device; say so rather than leave a bare "connection failed".
-		return nil, fmt.Errorf("cloud: join %s: open join stream to %s (the inviter dropped the connection; is this device revoked?): %w", inv.Cloud, inv.Inviter.ID, err)
+		return nil, fmt.Errorf("cloud: join %s: open join stream to %s %s: %w", inv.Cloud, inv.Inviter.ID, droppedHint, err)
 	}
 	defer str.Close()
 	str.SetDeadline(time.Now().Add(opts.Timeout))
 	req := joinRequest{V: 1, Token: inv.Token[:], Name: opts.Name, Role: opts.Role, Admin: opts.Admin}
 	if err := writeMsg(str, req); err != nil {
 		str.Reset()
-		return nil, fmt.Errorf("cloud: join %s: send request: %w", inv.Cloud, err)
+		return nil, fmt.Errorf("cloud: join %s: send request %s: %w", inv.Cloud, droppedHint, err)
 	}
 	str.CloseWrite()
 	var resp joinResponse
 	if err := readMsg(bufio.NewReader(str), MaxResponseSize, &resp); err != nil {
 		str.Reset()
-		return nil, fmt.Errorf("cloud: join %s: read reply: %w", inv.Cloud, err)
+		return nil, fmt.Errorf("cloud: join %s: read reply %s: %w", inv.Cloud, droppedHint, err)
 	}
 	if !resp.OK {
 		sentinel := errOfReason(resp.Reason)

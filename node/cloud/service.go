@@ -110,6 +110,9 @@ func New(cfg Config) (*Service, error) {
 // starts a roster exchange with every member already connected. It
 // returns at once; it is an error to start a Service twice or after Close.
 func (s *Service) Start(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("cloud: start: %w", err)
+	}
 	s.mu.Lock()
 	if s.started || s.closed {
 		s.mu.Unlock()
@@ -117,18 +120,36 @@ func (s *Service) Start(ctx context.Context) error {
 	}
 	s.started = true
 	s.mu.Unlock()
-	s.host.SetStreamHandler(JoinProtocol, s.handleJoin)
-	s.host.SetStreamHandler(RosterProtocol, s.handleRoster)
+	s.host.SetStreamHandler(JoinProtocol, s.tracked(s.handleJoin))
+	s.host.SetStreamHandler(RosterProtocol, s.tracked(s.handleRoster))
 	s.host.Network().Notify(s.notify)
 	for _, p := range s.host.Network().Peers() {
 		s.onConnect(p)
 	}
 	s.log.Info("cloud: started", "cloud", s.state.ID().String(), "version", s.state.Roster().Version, "admin", s.state.IsAdmin())
-	return ctx.Err()
+	return nil
+}
+
+// tracked makes Close wait for a stream handler libp2p runs, and refuses
+// streams once Close has begun. Handlers end within the exchange timeout.
+func (s *Service) tracked(h network.StreamHandler) network.StreamHandler {
+	return func(str network.Stream) {
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			str.Reset()
+			return
+		}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		defer s.wg.Done()
+		h(str)
+	}
 }
 
 // Close removes the handlers, stops watching connections and waits for
-// every exchange the Service started. It is idempotent.
+// every exchange in progress, started by the Service or by a peer (each
+// ends within Config.Timeout). It is idempotent.
 func (s *Service) Close() error {
 	s.mu.Lock()
 	if s.closed {

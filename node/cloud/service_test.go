@@ -365,7 +365,7 @@ func TestRevokePropagates(t *testing.T) {
 		if err == nil {
 			t.Fatalf("revoked c rejoined with the %s", tt.name)
 		}
-		if !errors.Is(err, tt.refusal) && !strings.Contains(err.Error(), "open join stream") {
+		if !errors.Is(err, tt.refusal) && !strings.Contains(err.Error(), droppedHint) {
 			t.Errorf("rejoin with the %s = %v, want %v or a dropped connection", tt.name, err, tt.refusal)
 		}
 		t.Logf("rejoin with the %s: %v", tt.name, err)

@@ -37,12 +37,28 @@ func writeMsg(w io.Writer, v any) error {
 // v. The length is checked before anything is allocated. Unknown fields,
 // trailing data and oversize messages wrap ErrInvalid.
 func readMsg(r *bufio.Reader, max int, v any) error {
-	n, err := binary.ReadUvarint(r)
-	if err != nil {
+	// The length is read byte by byte so that a failing stream is told
+	// apart from a malformed varint (only the latter is ErrInvalid).
+	var lb []byte
+	for {
+		c, err := r.ReadByte()
 		if errors.Is(err, io.EOF) {
 			return io.ErrUnexpectedEOF
 		}
-		return fmt.Errorf("%w: message length: %v", ErrInvalid, err)
+		if err != nil {
+			return err
+		}
+		lb = append(lb, c)
+		if c < 0x80 {
+			break
+		}
+		if len(lb) == binary.MaxVarintLen64 {
+			return fmt.Errorf("%w: message length: varint too long", ErrInvalid)
+		}
+	}
+	n, k := binary.Uvarint(lb)
+	if k <= 0 {
+		return fmt.Errorf("%w: message length: bad varint", ErrInvalid)
 	}
 	if n == 0 || n > uint64(max) {
 		return fmt.Errorf("%w: message of %d bytes, limit %d", ErrInvalid, n, max)
