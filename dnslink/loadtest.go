@@ -8,6 +8,7 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
@@ -26,11 +27,12 @@ func (r LoadResult) String() string {
 	return fmt.Sprintf("%d queries in %v: %.0f qps, p50 %v, p99 %v, %d errors", r.Queries, r.Duration.Round(time.Millisecond), r.QPS, r.P50, r.P99, r.Errors)
 }
 
-// LoadTest measures an authoritative server for zone at addr over UDP:
-// concurrency clients each send a query and wait for its answer, cycling
-// through the records pcnode serves (TXT at _dnsaddr, _pcnode, _dnslink,
-// the SOA and a name that does not exist) with the DNSSEC OK bit set, until
-// queries answers have come back or ctx ends. It is the figure of
+// LoadTest measures an authoritative server for zone at addr over UDP the
+// way dnsperf does: concurrency queries are kept in flight (spread over up
+// to four sockets), cycling through the records pcnode serves (TXT at
+// _dnsaddr, _pcnode, _dnslink, the SOA and a name that does not exist) with
+// the DNSSEC OK bit set, until queries answers have come back or ctx ends.
+// A query unanswered after a second counts as an error. It is the figure of
 // `make bench` and works against any server (Knot, BIND) as well.
 func LoadTest(ctx context.Context, addr, zone string, queries, concurrency int) (LoadResult, error) {
 	if queries <= 0 || concurrency <= 0 {
@@ -59,82 +61,41 @@ func LoadTest(ctx context.Context, addr, zone string, queries, concurrency int) 
 		}
 		packed = append(packed, b)
 	}
-	var (
-		mu        sync.Mutex
-		latencies = make([]time.Duration, 0, queries)
-		errs      int
-		next      int
-		firstErr  error
-	)
-	take := func() (int, bool) {
-		mu.Lock()
-		defer mu.Unlock()
-		if next >= queries {
-			return 0, false
-		}
-		next++
-		return next, true
+	sockets := min(concurrency, 4, queries)
+	type part struct {
+		lat  []time.Duration
+		errs int
+		err  error
 	}
+	parts := make([]part, sockets)
 	start := time.Now()
 	var wg sync.WaitGroup
-	for w := 0; w < concurrency; w++ {
+	for i := range sockets {
+		quota := queries / sockets
+		if i < queries%sockets {
+			quota++
+		}
+		window := concurrency / sockets
+		if i < concurrency%sockets {
+			window++
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			conn, err := net.Dial("udp", addr)
-			if err != nil {
-				mu.Lock()
-				firstErr = err
-				mu.Unlock()
-				return
-			}
-			defer conn.Close()
-			buf := make([]byte, 4096)
-			local := make([]time.Duration, 0, queries/concurrency+1)
-			localErrs := 0
-			for ctx.Err() == nil {
-				i, ok := take()
-				if !ok {
-					break
-				}
-				q := slices.Clone(packed[i%len(packed)])
-				id := uint16(i)
-				binary.BigEndian.PutUint16(q, id)
-				t0 := time.Now()
-				conn.SetDeadline(t0.Add(time.Second))
-				if _, err := conn.Write(q); err != nil {
-					localErrs++
-					continue
-				}
-				for {
-					n, err := conn.Read(buf)
-					if err != nil {
-						localErrs++
-						break
-					}
-					if n < 12 || binary.BigEndian.Uint16(buf) != id {
-						continue // a late answer to an earlier, timed-out query
-					}
-					rcode := buf[3] & 0x0f
-					if rcode != dns.RcodeSuccess && rcode != dns.RcodeNameError || buf[2]&0x02 != 0 { // TC set
-						localErrs++
-					} else {
-						local = append(local, time.Since(t0))
-					}
-					break
-				}
-			}
-			mu.Lock()
-			latencies = append(latencies, local...)
-			errs += localErrs
-			mu.Unlock()
+			parts[i].lat, parts[i].errs, parts[i].err = loadSocket(ctx, addr, packed, quota, window)
 		}()
 	}
 	wg.Wait()
-	res := LoadResult{Queries: len(latencies), Errors: errs, Duration: time.Since(start)}
-	if firstErr != nil {
-		return res, fmt.Errorf("dnslink: load test %s: %w", addr, firstErr)
+	res := LoadResult{Duration: time.Since(start)}
+	var latencies []time.Duration
+	for _, p := range parts {
+		if p.err != nil {
+			return res, fmt.Errorf("dnslink: load test %s: %w", addr, p.err)
+		}
+		latencies = append(latencies, p.lat...)
+		res.Errors += p.errs
 	}
+	res.Queries = len(latencies)
 	if len(latencies) == 0 {
 		return res, fmt.Errorf("dnslink: load test %s: no answers", addr)
 	}
@@ -143,4 +104,86 @@ func LoadTest(ctx context.Context, addr, zone string, queries, concurrency int) 
 	res.P50 = latencies[len(latencies)/2]
 	res.P99 = latencies[len(latencies)*99/100]
 	return res, ctx.Err()
+}
+
+// loadSocket sends quota queries over one socket with at most window in
+// flight, and returns the latencies of the answers and the error count.
+func loadSocket(ctx context.Context, addr string, packed [][]byte, quota, window int) ([]time.Duration, int, error) {
+	conn, err := net.Dial("udp", addr)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer conn.Close()
+	var (
+		sentAt   [1 << 16]atomic.Int64 // by query ID; 0 = not in flight
+		slots    = make(chan struct{}, window)
+		finished atomic.Int64 // answered, expired or failed to send
+		errs     atomic.Int64
+		lat      = make([]time.Duration, 0, quota)
+		done     = make(chan struct{})
+	)
+	release := func() {
+		finished.Add(1)
+		<-slots
+	}
+	go func() { // receiver
+		defer close(done)
+		buf := make([]byte, 4096)
+		for finished.Load() < int64(quota) && ctx.Err() == nil {
+			conn.SetReadDeadline(time.Now().Add(time.Second))
+			n, err := conn.Read(buf)
+			now := time.Now().UnixNano()
+			if err != nil {
+				var ne net.Error
+				if !errors.As(err, &ne) || !ne.Timeout() {
+					return
+				}
+				for i := range sentAt { // expire queries older than a second
+					if t := sentAt[i].Load(); t != 0 && now-t > int64(time.Second) && sentAt[i].CompareAndSwap(t, 0) {
+						errs.Add(1)
+						release()
+					}
+				}
+				continue
+			}
+			if n < 12 {
+				continue
+			}
+			t0 := sentAt[binary.BigEndian.Uint16(buf)].Swap(0)
+			if t0 == 0 {
+				continue // a late answer to an expired query
+			}
+			rcode := buf[3] & 0x0f
+			if rcode != dns.RcodeSuccess && rcode != dns.RcodeNameError || buf[2]&0x02 != 0 { // TC set
+				errs.Add(1)
+			} else {
+				lat = append(lat, time.Duration(now-t0))
+			}
+			release()
+		}
+	}()
+	q := make([]byte, 0, 512)
+	for i := 0; i < quota; i++ {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			conn.Close()
+			<-done
+			return lat, int(errs.Load()), nil
+		case <-done:
+			return lat, int(errs.Load()), nil
+		}
+		q = append(q[:0], packed[i%len(packed)]...)
+		id := uint16(i)
+		binary.BigEndian.PutUint16(q, id)
+		sentAt[id].Store(time.Now().UnixNano())
+		if _, err := conn.Write(q); err != nil {
+			if t := sentAt[id].Load(); t != 0 && sentAt[id].CompareAndSwap(t, 0) {
+				errs.Add(1)
+				release()
+			}
+		}
+	}
+	<-done
+	return lat, int(errs.Load()), nil
 }

@@ -58,9 +58,11 @@ type Server struct {
 	closed  bool
 	conn    *net.UDPConn
 	session bool // wildcard address: reply from the query's destination
-	tcp     *dns.Server
-	addr    string
-	wg      sync.WaitGroup
+
+	forceSession bool // test hook: serve a loopback address as if it were a wildcard
+	tcp          *dns.Server
+	addr         string
+	wg           sync.WaitGroup
 }
 
 // NewServer returns a server for zone; it starts nothing.
@@ -134,7 +136,7 @@ func (s *Server) Start(ctx context.Context) error {
 	s.addr = pc.LocalAddr().String()
 	s.conn = pc.(*net.UDPConn)
 	if host, _, _ := net.SplitHostPort(s.addr); host != "" {
-		if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() || s.forceSession {
 			// On a wildcard address the reply must leave from the address
 			// the query came to: ask the kernel for it.
 			s.session = true
@@ -225,23 +227,32 @@ func (s *Server) serveTCP(w dns.ResponseWriter, req *dns.Msg) {
 	}
 }
 
+// batchConn reads and writes several datagrams per system call (recvmmsg,
+// sendmmsg on Linux): under load the server answers a batch of queries per
+// pair of calls instead of one.
+type batchConn interface {
+	ReadBatch(ms []ipv4.Message, flags int) (int, error)
+	WriteBatch(ms []ipv4.Message, flags int) (int, error)
+}
+
+const udpBatch = 32
+
 func (s *Server) serveUDP() {
-	buf := make([]byte, 4096)
+	if s.session {
+		s.serveUDPSession()
+		return
+	}
+	var bc batchConn = ipv4.NewPacketConn(s.conn)
+	if ap, err := netip.ParseAddrPort(s.addr); err == nil && ap.Addr().Is6() && !ap.Addr().Is4In6() {
+		bc = ipv6.NewPacketConn(s.conn)
+	}
+	in := make([]ipv4.Message, udpBatch)
+	for i := range in {
+		in[i].Buffers = [][]byte{make([]byte, 4096)}
+	}
+	out := make([]ipv4.Message, 0, udpBatch)
 	for {
-		var (
-			n       int
-			from    netip.AddrPort
-			session *dns.SessionUDP
-			err     error
-		)
-		if s.session {
-			n, session, err = dns.ReadFromSessionUDP(s.conn, buf)
-			if err == nil {
-				from = session.RemoteAddr().(*net.UDPAddr).AddrPort()
-			}
-		} else {
-			n, from, err = s.conn.ReadFromUDPAddrPort(buf)
-		}
+		n, err := bc.ReadBatch(in, 0)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
@@ -249,16 +260,47 @@ func (s *Server) serveUDP() {
 			s.log.Debug("dns read failed", "err", err)
 			continue
 		}
+		out = out[:0]
+		for i := 0; i < n; i++ {
+			from, ok := in[i].Addr.(*net.UDPAddr)
+			if !ok {
+				continue
+			}
+			resp := s.handleUDP(in[i].Buffers[0][:in[i].N], from.AddrPort().Addr().Unmap())
+			if resp != nil {
+				out = append(out, ipv4.Message{Buffers: [][]byte{resp}, Addr: from})
+			}
+		}
+		for len(out) > 0 {
+			k, err := bc.WriteBatch(out, 0)
+			if err != nil {
+				s.log.Debug("dns write failed", "err", err)
+				break
+			}
+			out = out[k:]
+		}
+	}
+}
+
+// serveUDPSession serves a wildcard address, one datagram at a time, with
+// the destination address of each query kept for its reply.
+func (s *Server) serveUDPSession() {
+	buf := make([]byte, 4096)
+	for {
+		n, session, err := dns.ReadFromSessionUDP(s.conn, buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			s.log.Debug("dns read failed", "err", err)
+			continue
+		}
+		from := session.RemoteAddr().(*net.UDPAddr).AddrPort()
 		out := s.handleUDP(buf[:n], from.Addr().Unmap())
 		if out == nil {
 			continue
 		}
-		if s.session {
-			_, err = dns.WriteToSessionUDP(s.conn, out, session)
-		} else {
-			_, err = s.conn.WriteToUDPAddrPort(out, from)
-		}
-		if err != nil {
+		if _, err := dns.WriteToSessionUDP(s.conn, out, session); err != nil {
 			s.log.Debug("dns write failed", "client", from, "err", err)
 		}
 	}

@@ -370,3 +370,29 @@ func TestZoneResigns(t *testing.T) {
 		t.Fatal("new signature not valid now")
 	}
 }
+
+// TestServerSessionUDP runs the UDP path used on wildcard addresses (one
+// datagram at a time, reply from the query's destination address) on
+// loopback, since tests may not listen beyond it.
+func TestServerSessionUDP(t *testing.T) {
+	z, err := NewZone(ZoneConfig{Zone: "example.org", Key: mustKey(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	z.SetRecords(testRecords(t))
+	srv := NewServer(ServerConfig{Listen: "127.0.0.1:0", RateLimit: -1}, z)
+	srv.forceSession = true
+	if err := srv.Start(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	if !srv.session {
+		t.Fatal("session mode not on")
+	}
+	for i := 0; i < 2; i++ { // built, then cached
+		r := query(t, srv.Addr(), "udp", "_DNSLINK.example.org.", dns.TypeTXT, true, 1232)
+		if len(r.Answer) != 2 || r.Question[0].Name != "_DNSLINK.example.org." {
+			t.Fatalf("answer %d: %v", i, r)
+		}
+	}
+}
