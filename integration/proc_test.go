@@ -70,9 +70,11 @@ func pcnodeBinary(t *testing.T) string {
 	t.Helper()
 	binOnce.Do(func() {
 		start := time.Now()
+		// go test puts its own GOROOT/bin first on PATH.
 		goTool, err := exec.LookPath("go")
 		if err != nil {
-			goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
+			binErr = err
+			return
 		}
 		binPath = filepath.Join(binDir, "pcnode")
 		args := []string{"build", "-o", binPath}

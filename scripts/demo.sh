@@ -49,7 +49,7 @@ cid=$("$PCNODE" --home "$work/alice" add -q "$work/file.bin")
 echo "\$ pcnode --home alice add -q file.bin"
 echo "$cid"
 
-addr=$("$PCNODE" --home "$work/alice" status --json | sed -n 's/^ *"\(\/ip4\/127\.0\.0\.1\/tcp\/[^"]*\)",\{0,1\}$/\1/p' | head -n 1)
+addr=$("$PCNODE" --home "$work/alice" status --json | grep -o '/ip4/127.0.0.1/tcp/[^"]*' | head -n 1)
 say "bob connects to alice at $addr"
 run "$PCNODE" --home "$work/bob" peers connect "$addr"
 

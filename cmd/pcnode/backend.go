@@ -5,8 +5,12 @@ import (
 	"errors"
 	"log/slog"
 	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
 	"golang.org/x/term"
 
 	"github.com/pcnode/pcnode/node"
@@ -46,6 +50,12 @@ func (a *app) backend(ctx context.Context, needDaemon bool) (api.Backend, func()
 	if needDaemon {
 		if _, err := node.LoadSettings(home); err != nil {
 			return nil, nil, err
+		}
+		if homeBusy(home) {
+			// Most likely a daemon that is still starting.
+			if c, derr := waitDaemon(ctx, home, lockedWait); derr == nil {
+				return c, func() {}, nil
+			}
 		}
 		return nil, nil, errNeedsDaemon
 	}
@@ -96,6 +106,23 @@ func waitDaemon(ctx context.Context, home string, timeout time.Duration) (*api.C
 		case <-t.C:
 		}
 	}
+}
+
+// homeBusy reports whether a live process holds the home: node writes
+// the holder's pid into <home>/lock and empties it on release. It only
+// reads the file, so it can never get in the way of a daemon taking the
+// lock.
+func homeBusy(home string) bool {
+	b, err := os.ReadFile(filepath.Join(home, node.LockFile))
+	if err != nil {
+		return false
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 {
+		return false
+	}
+	err = unix.Kill(pid, 0)
+	return err == nil || errors.Is(err, unix.EPERM)
 }
 
 func isatty(f *os.File) bool { return term.IsTerminal(int(f.Fd())) }

@@ -4,9 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/pcnode/pcnode/node"
 )
 
 // runCLI runs the CLI in this process with a home under a temp dir.
@@ -149,5 +154,38 @@ func TestLookupJSON(t *testing.T) {
 	}
 	if _, err := oneJSONObject([]byte(`[1]`)); err == nil {
 		t.Error("an array accepted")
+	}
+}
+
+func TestHomeBusy(t *testing.T) {
+	// A process that has exited: its pid is free (until reused).
+	done := exec.Command("true")
+	if err := done.Run(); err != nil {
+		t.Skip("no true command:", err)
+	}
+	tests := []struct {
+		name    string
+		content string
+		write   bool
+		want    bool
+	}{
+		{"no lock file", "", false, false},
+		{"released (empty)", "", true, false},
+		{"held by a live process", strconv.Itoa(os.Getpid()) + "\n", true, true},
+		{"left by a dead process", strconv.Itoa(done.Process.Pid) + "\n", true, false},
+		{"garbage", "not a pid\n", true, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			home := t.TempDir()
+			if tc.write {
+				if err := os.WriteFile(filepath.Join(home, node.LockFile), []byte(tc.content), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := homeBusy(home); got != tc.want {
+				t.Errorf("homeBusy = %v, want %v", got, tc.want)
+			}
+		})
 	}
 }
