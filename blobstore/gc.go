@@ -48,6 +48,7 @@ func (s *Store) GC(ctx context.Context) (GCResult, error) {
 
 	s.gcState.Lock()
 	s.gcState.active, s.gcState.fresh = true, map[string]struct{}{}
+	s.gcGen.Add(1)
 	s.gcState.Unlock()
 	defer func() {
 		s.gcState.Lock()

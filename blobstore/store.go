@@ -107,6 +107,7 @@ type Store struct {
 		active bool
 		fresh  map[string]struct{}
 	}
+	gcGen    atomic.Int64 // incremented when a GC starts
 	putCount atomic.Int64
 }
 
@@ -208,18 +209,27 @@ func (s *Store) putMany(ctx context.Context, bs []blocks.Block, durable bool) er
 	if len(bs) == 0 {
 		return nil
 	}
-	s.noteFresh(bs)
-	b, err := s.blocks.Batch(ctx)
-	if err != nil {
-		return err
-	}
-	for _, blk := range bs {
-		if err := b.Put(ctx, blockKey(blk.Cid()), blk.RawData()); err != nil {
+	for {
+		// A GC that starts while this write is in flight may not have
+		// seen it in fresh and may sweep it; then write again, now
+		// recorded. GCs are rare, so this almost never loops.
+		gen := s.gcGen.Load()
+		s.noteFresh(bs)
+		b, err := s.blocks.Batch(ctx)
+		if err != nil {
 			return err
 		}
-	}
-	if err := b.Commit(ctx); err != nil {
-		return err
+		for _, blk := range bs {
+			if err := b.Put(ctx, blockKey(blk.Cid()), blk.RawData()); err != nil {
+				return err
+			}
+		}
+		if err := b.Commit(ctx); err != nil {
+			return err
+		}
+		if s.gcGen.Load() == gen {
+			break
+		}
 	}
 	s.putCount.Add(int64(len(bs)))
 	if durable {

@@ -125,21 +125,34 @@ func (t *tiered) Batch(ctx context.Context) (ds.Batch, error) {
 	if err != nil {
 		return nil, err
 	}
-	bb, err := t.big.Batch(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return &tieredBatch{t: t, small: sb, big: bb}, nil
+	return &tieredBatch{t: t, small: sb}, nil
 }
 
+// tieredBatch opens the big tier's batch only when needed: a flatfs batch
+// costs a temporary directory and directory syncs even when empty.
 type tieredBatch struct {
 	t          *tiered
 	small, big ds.Batch
 }
 
+func (b *tieredBatch) bigBatch(ctx context.Context) (ds.Batch, error) {
+	if b.big == nil {
+		bb, err := b.t.big.Batch(ctx)
+		if err != nil {
+			return nil, err
+		}
+		b.big = bb
+	}
+	return b.big, nil
+}
+
 func (b *tieredBatch) Put(ctx context.Context, k ds.Key, v []byte) error {
 	if len(v) >= bigBlock {
-		return b.big.Put(ctx, k, v)
+		bb, err := b.bigBatch(ctx)
+		if err != nil {
+			return err
+		}
+		return bb.Put(ctx, k, v)
 	}
 	return b.small.Put(ctx, k, v)
 }
@@ -148,14 +161,20 @@ func (b *tieredBatch) Delete(ctx context.Context, k ds.Key) error {
 	if err := b.small.Delete(ctx, k); err != nil {
 		return err
 	}
-	return b.big.Delete(ctx, k)
+	bb, err := b.bigBatch(ctx)
+	if err != nil {
+		return err
+	}
+	return bb.Delete(ctx, k)
 }
 
 // Commit writes the big tier first: a crash between the two leaves whole
 // blocks in files and nothing that refers to missing ones.
 func (b *tieredBatch) Commit(ctx context.Context) error {
-	if err := b.big.Commit(ctx); err != nil {
-		return err
+	if b.big != nil {
+		if err := b.big.Commit(ctx); err != nil {
+			return err
+		}
 	}
 	return b.small.Commit(ctx)
 }
