@@ -29,8 +29,8 @@ import (
 // DefaultVersion is reported by Status when Config.Version is empty.
 const DefaultVersion = "dev"
 
-// shutdownTimeout bounds how long Close lets API requests finish before
-// it cuts their connections.
+// shutdownTimeout bounds how long Close waits for cancelled API requests
+// to return before it cuts their connections.
 const shutdownTimeout = 5 * time.Second
 
 // Config configures a Node. Only Home is needed; the node's own settings
@@ -79,6 +79,9 @@ type Node struct {
 	dag     ipld.DAGService
 	srv     *http.Server
 	srvDone chan struct{}
+	// srvStop cancels the context of every API request, so Close does not
+	// wait for a long add or a fetch that may never finish.
+	srvStop context.CancelFunc
 	apiURL  string
 
 	// inflight counts API requests being served, so Close can wait for
@@ -265,7 +268,10 @@ func (n *Node) wire(ctx context.Context) error {
 	}
 	n.apiURL = "http://" + dialable(ln.Addr().(*net.TCPAddr))
 	h2 := n.Handler()
+	srvCtx, srvStop := context.WithCancel(context.Background())
+	n.srvStop = srvStop
 	n.srv = &http.Server{
+		BaseContext: func(net.Listener) context.Context { return srvCtx },
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			n.inflight.Add(1)
 			defer n.inflight.Done()
@@ -298,6 +304,7 @@ func (n *Node) teardown() error {
 		// Files first, so no new client finds a stopping daemon.
 		_ = os.Remove(filepath.Join(n.home, api.APIFile))
 		_ = os.Remove(filepath.Join(n.home, PIDFile))
+		n.srvStop()
 		ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 		if err := n.srv.Shutdown(ctx); err != nil {
 			_ = n.srv.Close() // cut long streams; their contexts end with them
@@ -329,8 +336,8 @@ func (n *Node) teardown() error {
 	return nil
 }
 
-// Close stops the API server (letting requests finish for a few seconds),
-// the host and the store, removes <home>/api and releases the lock. It is
+// Close stops the API server (cancelling requests in progress, which end
+// with an error), the host and the store, removes <home>/api and releases the lock. It is
 // idempotent and waits for everything it stops.
 func (n *Node) Close() error {
 	n.mu.Lock()

@@ -8,11 +8,13 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/ipfs/go-cid"
 	"github.com/multiformats/go-multiaddr"
 
 	"github.com/pcnode/pcnode/node/api"
@@ -427,5 +429,60 @@ func TestTwoNodes(t *testing.T) {
 	}
 	if peers := metric(t, bc, "pcnode_p2p_peers"); peers != 1 {
 		t.Errorf("pcnode_p2p_peers = %v", peers)
+	}
+}
+
+// TestNodeCloseDuringFetch: a get of data nobody has waits on the network;
+// Close must end it with an error and return promptly, not hang.
+func TestNodeCloseDuringFetch(t *testing.T) {
+	home := newHome(t)
+	n, err := New(Config{Home: home, Getenv: noEnv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	c, err := api.DialHome(home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nobody, err := api.ParseCID("bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e")
+	if err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.Get(context.Background(), api.GetRequest{CID: nobody.String(), Output: filepath.Join(t.TempDir(), "o")}, nil)
+		errc <- err
+	}()
+	// Wait until bitswap wants the block: the request is then in the fetch.
+	type wantlister interface{ GetWantlist() []cid.Cid }
+	wl, ok := n.Host().Exchange().(wantlister)
+	if !ok {
+		t.Fatalf("exchange %T has no wantlist", n.Host().Exchange())
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !slices.ContainsFunc(wl.GetWantlist(), nobody.Equals) {
+		if time.Now().After(deadline) {
+			t.Fatal("get never reached the network")
+		}
+		time.Sleep(10 * time.Millisecond) // polling a condition with a deadline
+	}
+	start := time.Now()
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("Close took %v with a fetch in flight", d)
+	}
+	select {
+	case err := <-errc:
+		if err == nil {
+			t.Error("get succeeded after Close")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("get still running 10s after Close")
 	}
 }
