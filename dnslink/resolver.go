@@ -310,6 +310,9 @@ func (r *Resolver) lookup(ctx context.Context, name string, qtype uint16) ([]dns
 		if n := countRRs(m.Answer); n > r.cfg.MaxRecords {
 			return nil, "", false, fmt.Errorf("answer for %s has %d records, more than %d: %w", name, n, r.cfg.MaxRecords, ErrLimit)
 		}
+		if n := len(m.Answer) + len(m.Ns); n > 4*r.cfg.MaxRecords {
+			return nil, "", false, fmt.Errorf("answer for %s has %d records with signatures and authority, more than %d: %w", name, n, 4*r.cfg.MaxRecords, ErrLimit)
+		}
 		sets := groupSets(m.Answer)
 		cur := name
 		for {

@@ -315,3 +315,38 @@ func TestParseTrustAnchor(t *testing.T) {
 		t.Fatalf("got %v, %v", rrs, err)
 	}
 }
+
+// TestVerifySetBounded: a set with many bogus signatures claiming the
+// zone's key is rejected after a bounded number of checks.
+func TestVerifySetBounded(t *testing.T) {
+	key := mustKey(t)
+	z, srv := startZone(t, "example.org", key)
+	r, err := NewResolver(ResolverConfig{Servers: []string{srv.Addr()}, TrustAnchor: z.DS().String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	txt := &dns.TXT{Hdr: hdr("_dnslink.example.org.", dns.TypeTXT, 300), Txt: []string{"dnslink=/ipns/evil.example"}}
+	set := &sigSet{rrs: []dns.RR{txt}}
+	good := &dns.RRSIG{Hdr: hdr("_dnslink.example.org.", dns.TypeRRSIG, 300), Algorithm: dns.ECDSAP256SHA256,
+		Inception: uint32(time.Now().Add(-time.Hour).Unix()), Expiration: uint32(time.Now().Add(time.Hour).Unix()),
+		KeyTag: z.DNSKEY().KeyTag(), SignerName: "example.org."}
+	other := mustKey(t)
+	if err := good.Sign(other.priv, []dns.RR{txt}); err != nil { // signed by the wrong key
+		t.Fatal(err)
+	}
+	for i := 0; i < 50; i++ {
+		c := *good
+		set.sigs = append(set.sigs, &c)
+	}
+	err = r.verifySet(testCtx(t), set, 0)
+	if !errors.Is(err, ErrBogus) || !strings.Contains(err.Error(), "50 RRSIGs") {
+		t.Fatalf("got %v", err)
+	}
+	// Signed by the zone's key, the same set verifies.
+	if err := good.Sign(key.priv, []dns.RR{txt}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.verifySet(testCtx(t), &sigSet{rrs: []dns.RR{txt}, sigs: []*dns.RRSIG{good}}, 0); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -45,7 +45,10 @@ func (r *Resolver) verifySet(ctx context.Context, set *sigSet, depth int) error 
 		return fmt.Errorf("no RRSIG: %w", ErrBogus)
 	}
 	var lastErr error
-	for _, sig := range set.sigs {
+	for i, sig := range set.sigs {
+		if i == maxSigAttempts {
+			return fmt.Errorf("%d RRSIGs over one set, none of the first %d verifies: %w", len(set.sigs), maxSigAttempts, ErrBogus)
+		}
 		signer := dns.CanonicalName(sig.SignerName)
 		if !dns.IsSubDomain(signer, owner) || !r.underAnchor(signer) {
 			lastErr = fmt.Errorf("signer %s is not between the trust anchor %s and the name: %w", signer, r.anchorZone, ErrBogus)
@@ -68,13 +71,23 @@ func (r *Resolver) verifySet(ctx context.Context, set *sigSet, depth int) error 
 	return lastErr
 }
 
+// maxSigAttempts bounds the signature checks spent on one RRset and one
+// signature: a hostile zone can publish many signatures and many keys with
+// the same key tag to make a validator burn CPU (KeyTrap, CVE-2023-50387).
+// Real zones need one or two (a key rollover).
+const maxSigAttempts = 4
+
 func verifyWith(sig *dns.RRSIG, keys []*dns.DNSKEY, rrs []dns.RR) error {
 	if !sig.ValidityPeriod(time.Now()) {
 		return fmt.Errorf("RRSIG by %s (key %d) outside its validity period: %w", sig.SignerName, sig.KeyTag, ErrBogus)
 	}
+	tries := 0
 	for _, k := range keys {
 		if k.KeyTag() != sig.KeyTag || k.Algorithm != sig.Algorithm {
 			continue
+		}
+		if tries++; tries > maxSigAttempts {
+			break
 		}
 		if err := sig.Verify(k, rrs); err == nil {
 			return nil
@@ -144,7 +157,10 @@ func (r *Resolver) zoneKeys(ctx context.Context, zone string, depth int) ([]*dns
 	}
 	var verr error = fmt.Errorf("DNSKEY set of %s is not signed by a trusted key: %w", zone, ErrBogus)
 	minTTL := set.rrs[0].Header().Ttl
-	for _, sig := range set.sigs {
+	for i, sig := range set.sigs {
+		if i == maxSigAttempts {
+			break
+		}
 		if dns.CanonicalName(sig.SignerName) != zone {
 			continue
 		}
