@@ -60,6 +60,9 @@ type Resolver struct {
 
 	mu   sync.Mutex
 	keys map[string]keyEntry // validated DNSKEYs by zone
+
+	// exchangeFn replaces the network in fuzz tests; nil means exchange.
+	exchangeFn func(ctx context.Context, name string, qtype uint16) (*dns.Msg, error)
 }
 
 type keyEntry struct {
@@ -408,6 +411,9 @@ func groupSets(rrs []dns.RR) map[setKey]*sigSet {
 // exchange sends one query, over UDP then TCP when truncated, to each
 // server in turn until one answers.
 func (r *Resolver) exchange(ctx context.Context, name string, qtype uint16) (*dns.Msg, error) {
+	if r.exchangeFn != nil {
+		return r.exchangeFn(ctx, name, qtype)
+	}
 	servers := r.cfg.Servers
 	if len(servers) == 0 {
 		cc, err := dns.ClientConfigFromFile("/etc/resolv.conf")
