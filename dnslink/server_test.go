@@ -396,3 +396,22 @@ func TestServerSessionUDP(t *testing.T) {
 		}
 	}
 }
+
+func TestServerIPv6(t *testing.T) {
+	z, err := NewZone(ZoneConfig{Zone: "example.org", Key: mustKey(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	z.SetRecords(testRecords(t))
+	srv := NewServer(ServerConfig{Listen: "[::1]:0", RateLimit: -1}, z)
+	if err := srv.Start(testCtx(t)); err != nil {
+		t.Skip("no IPv6 loopback:", err)
+	}
+	defer srv.Close()
+	for _, netw := range []string{"udp", "tcp"} {
+		r := query(t, srv.Addr(), netw, "_dnsaddr.example.org.", dns.TypeTXT, true, 1232)
+		if len(r.Answer) != 2 {
+			t.Fatalf("%s: %v", netw, r)
+		}
+	}
+}
