@@ -236,7 +236,7 @@ func ParsePCNode(txt string) (PCNode, error) {
 	for _, t := range toks[1:] {
 		k, v, ok := strings.Cut(t, "=")
 		if !ok || !validKey(k) || !validValue(v) {
-			return bad("malformed token " + strconvQuote(t))
+			return bad("malformed token " + quoted(t))
 		}
 		if seen[k] {
 			return bad("duplicate key " + k)
@@ -279,7 +279,7 @@ func validValue(v string) bool {
 	return true
 }
 
-func strconvQuote(s string) string { return fmt.Sprintf("%q", clip(s)) }
+func quoted(s string) string { return fmt.Sprintf("%q", clip(s)) }
 
 // clip shortens values quoted in errors: a hostile 64 KiB TXT must not end
 // up whole in a log line.
