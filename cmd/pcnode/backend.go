@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -51,26 +52,58 @@ func (a *app) backend(ctx context.Context, needDaemon bool) (api.Backend, func()
 		if _, err := node.LoadSettings(home); err != nil {
 			return nil, nil, err
 		}
-		if homeBusy(home) {
-			// Most likely a daemon that is still starting.
-			if c, derr := waitDaemon(ctx, home, lockedWait); derr == nil {
-				return c, func() {}, nil
-			}
+		if !homeBusy(home) {
+			return nil, nil, errNeedsDaemon
 		}
-		return nil, nil, errNeedsDaemon
+		// Most likely a daemon that is still starting.
+		return a.waitHome(ctx, home, true)
 	}
 	n, err := a.openOffline(ctx, home)
 	if errors.Is(err, node.ErrHomeLocked) {
-		// A daemon that is still starting holds the lock before it writes
-		// <home>/api; give it a moment rather than failing at once.
-		if c, derr := waitDaemon(ctx, home, lockedWait); derr == nil {
-			return c, func() {}, nil
-		}
+		// Another process has the home: a daemon still starting (it takes
+		// the lock before it writes <home>/api) or stopping, or another
+		// offline command. Wait for whichever comes first.
+		return a.waitHome(ctx, home, false)
 	}
 	if err != nil {
 		return nil, nil, err
 	}
 	return n, func() { n.Close() }, nil
+}
+
+// waitHome waits, at most lockedWait, until a daemon answers on home or,
+// unless needDaemon, the home is free to open offline. On timeout it
+// reports the home as in use (or, with needDaemon, no daemon).
+func (a *app) waitHome(ctx context.Context, home string, needDaemon bool) (api.Backend, func(), error) {
+	waitCtx, cancel := context.WithTimeout(ctx, lockedWait)
+	defer cancel()
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if c, err := api.DialHome(home); err == nil {
+			return c, func() {}, nil
+		}
+		if !homeBusy(home) {
+			if needDaemon {
+				return nil, nil, errNeedsDaemon
+			}
+			n, err := a.openOffline(ctx, home)
+			if err == nil {
+				return n, func() { n.Close() }, nil
+			}
+			if !errors.Is(err, node.ErrHomeLocked) {
+				return nil, nil, err
+			}
+		}
+		select {
+		case <-waitCtx.Done():
+			if needDaemon {
+				return nil, nil, errNeedsDaemon
+			}
+			return nil, nil, fmt.Errorf("%w (waited %v)", node.ErrHomeLocked, lockedWait)
+		case <-t.C:
+		}
+	}
 }
 
 func (a *app) openOffline(ctx context.Context, home string) (*node.Node, error) {
@@ -87,25 +120,6 @@ func (a *app) openOffline(ctx context.Context, home string) (*node.Node, error) 
 		return nil, err
 	}
 	return n, nil
-}
-
-// waitDaemon polls for a daemon's API until timeout.
-func waitDaemon(ctx context.Context, home string, timeout time.Duration) (*api.Client, error) {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	t := time.NewTicker(100 * time.Millisecond)
-	defer t.Stop()
-	for {
-		c, err := api.DialHome(home)
-		if err == nil {
-			return c, nil
-		}
-		select {
-		case <-ctx.Done():
-			return nil, err
-		case <-t.C:
-		}
-	}
 }
 
 // homeBusy reports whether a live process holds the home: node writes
