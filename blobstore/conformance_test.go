@@ -32,7 +32,9 @@ func openers() map[string]opener {
 		"pebble": func(t *testing.T) *Store { return mustOpen(t, Config{Dir: t.TempDir(), Backend: BackendPebble}) },
 		// flatfs alone is only the comparison backend: spare the test time of
 		// its per-file fsyncs.
-		"flatfs": func(t *testing.T) *Store { return mustOpen(t, Config{Dir: t.TempDir(), Backend: BackendFlatfs, NoSync: true}) },
+		"flatfs": func(t *testing.T) *Store {
+			return mustOpen(t, Config{Dir: t.TempDir(), Backend: BackendFlatfs, NoSync: true})
+		},
 		"tiered": func(t *testing.T) *Store { return mustOpen(t, Config{Dir: t.TempDir()}) },
 	}
 }

@@ -25,7 +25,7 @@ func TestKillMidImport(t *testing.T) {
 	}
 	dir := t.TempDir()
 	src := filepath.Join(dir, "src")
-	if err := os.WriteFile(src, randBytes(11, 48<<20), 0o644); err != nil {
+	if err := os.WriteFile(src, randBytes(11, 8<<20), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	store := filepath.Join(dir, "store")
@@ -103,12 +103,13 @@ func killChild(dir string) {
 		fmt.Println("error", err)
 		os.Exit(1)
 	}
+	s.writeBatch = 1 << 20 // commit every 4 leaves, so that some land before the kill
 	_, err = s.Import(context.Background(), filepath.Join(dir, "src"), ImportOptions{
 		ChunkSize: 256 << 10,
 		Progress: func(done, total int64) {
 			fmt.Printf("progress %d %d\n", done, total)
 			// Slow down so that the parent kills in the middle.
-			time.Sleep(5 * time.Millisecond)
+			time.Sleep(20 * time.Millisecond)
 		},
 	})
 	fmt.Println("finished", err)

@@ -52,7 +52,7 @@ func (f *fakeExchange) GetBlocks(ctx context.Context, cs []cid.Cid) (<-chan bloc
 }
 
 func (f *fakeExchange) NotifyNewBlocks(context.Context, ...blocks.Block) error { return nil }
-func (f *fakeExchange) Close() error                                          { return nil }
+func (f *fakeExchange) Close() error                                           { return nil }
 
 // TestFetchManyAtOnce fetches a directory of many small files from a
 // "remote" store and checks that blocks were asked for in large groups,

@@ -436,7 +436,7 @@ func (w *writer) AddMany(ctx context.Context, ns []ipld.Node) error {
 		w.pbytes += len(n.RawData())
 	}
 	w.count.Add(int64(len(ns)))
-	if w.pbytes >= writeBatchBytes {
+	if w.pbytes >= w.s.writeBatch {
 		full, w.pending, w.pbytes = w.pending, nil, 0
 	}
 	w.mu.Unlock()

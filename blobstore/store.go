@@ -107,8 +107,11 @@ type Store struct {
 		active bool
 		fresh  map[string]struct{}
 	}
-	gcGen    atomic.Int64 // incremented when a GC starts
-	putCount atomic.Int64
+	gcGen atomic.Int64 // incremented when a GC starts
+	// writeBatch is the import writer's commit size (writeBatchBytes;
+	// tests make it small).
+	writeBatch int
+	putCount   atomic.Int64
 }
 
 var _ blockstore.Blockstore = (*Store)(nil)
@@ -116,7 +119,7 @@ var _ blockstore.Viewer = (*Store)(nil)
 
 // Open opens (creating if needed) the store described by cfg.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
-	s := &Store{cfg: cfg, log: cfg.Logger}
+	s := &Store{cfg: cfg, log: cfg.Logger, writeBatch: writeBatchBytes}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
