@@ -1,15 +1,18 @@
 package p2p
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/ipfs/boxo/blockstore"
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 	"github.com/libp2p/go-libp2p/core/connmgr"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/multiformats/go-multiaddr"
 )
 
@@ -79,7 +82,108 @@ type Config struct {
 
 	// Logger receives the host's logs. nil discards them.
 	Logger *slog.Logger
+
+	// DHT selects how the host takes part in the Kademlia DHT. "" means
+	// DHTAuto: in ProfileDefault the DHT decides from AutoNAT whether to
+	// serve; in ProfileLocal it serves (loopback peers have no AutoNAT
+	// signal, and a private test DHT needs servers).
+	DHT DHTMode
+
+	// DHTPrefix is the DHT's protocol prefix. "" means the public Amino DHT
+	// ("/ipfs", protocol /ipfs/kad/1.0.0). Tests use a private prefix such
+	// as "/pcnode-test" so that they can never join the public DHT.
+	DHTPrefix protocol.ID
+
+	// RendezvousSecret is the cloud secret from which the daily rendezvous
+	// keys are derived (see RendezvousKey). nil means no DHT rendezvous.
+	RendezvousSecret []byte
+
+	// RendezvousInterval is how often the host looks up the rendezvous key
+	// once it has settled. 0 means DefaultRendezvousInterval. The first
+	// lookups after Start come sooner (see rendezvous.go).
+	RendezvousInterval time.Duration
+
+	// Members says which peers are siblings: found peers are dialled only
+	// if it accepts them, and the relay service serves only them. nil
+	// means nobody is a member, so discovery dials nobody.
+	Members Members
+
+	// Revoked reports peers that must be refused: the host neither dials
+	// nor accepts them (checked once the peer is authenticated). nil means
+	// none.
+	Revoked func(peer.ID) bool
+
+	// Now is the clock for the rendezvous keys. nil means time.Now.
+	Now func() time.Time
+
+	// MDNS turns LAN discovery by multicast DNS on or off. ToggleAuto means
+	// on in ProfileDefault and off in ProfileLocal.
+	MDNS Toggle
+
+	// DNSAddrs returns addresses of siblings (full multiaddrs ending in
+	// /p2p/<id>), typically from the person's _dnsaddr records. nil means
+	// no DNS discovery. It is called at Start and then every DNSInterval.
+	DNSAddrs func(ctx context.Context) ([]multiaddr.Multiaddr, error)
+
+	// DNSInterval is how often DNSAddrs is polled. 0 means
+	// DefaultDNSInterval.
+	DNSInterval time.Duration
+
+	// PeerStoreFile is a JSON file where the host remembers the last-known
+	// addresses of siblings, and from which it dials them at Start. ""
+	// means nothing is remembered.
+	PeerStoreFile string
+
+	// StaticRelays returns the relays (members with role server) that the
+	// host may reserve a slot with when AutoNAT finds it unreachable. nil
+	// means none. Used only in ProfileDefault.
+	StaticRelays func() []peer.AddrInfo
+
+	// RelayService runs a circuit relay v2 service for members only (role
+	// server). false means no relay service. In ProfileDefault libp2p runs
+	// it only while AutoNAT reports the host publicly reachable; in
+	// ProfileLocal it runs from Start, for tests among loopback hosts.
+	RelayService bool
 }
+
+// Members is the cloud's roster as p2p sees it.
+type Members interface {
+	// IsMember reports whether p is a (non-revoked) member device. It must
+	// be safe for concurrent use and fast: it is called on every found
+	// peer and every relay request.
+	IsMember(p peer.ID) bool
+}
+
+// DHTMode is how the host takes part in the DHT.
+type DHTMode string
+
+const (
+	DHTAuto   DHTMode = ""       // see Config.DHT
+	DHTServer DHTMode = "server" // answer queries and store records
+	DHTClient DHTMode = "client" // query only
+	DHTOff    DHTMode = "off"    // no DHT, hence no DHT rendezvous
+)
+
+// Toggle is a switch whose zero value leaves the choice to the profile.
+type Toggle uint8
+
+const (
+	ToggleAuto Toggle = iota
+	ToggleOn
+	ToggleOff
+)
+
+// Discovery timers used when the Config leaves them 0.
+const (
+	// DefaultRendezvousInterval: a lookup costs a few dozen DHT RPCs; every
+	// 5 minutes finds a sibling that came up elsewhere soon enough, and
+	// siblings that start later find this host themselves at once.
+	DefaultRendezvousInterval = 5 * time.Minute
+
+	// DefaultDNSInterval: _dnsaddr records change when a device moves, and
+	// resolvers cache them for their TTL (typically 5 minutes) anyway.
+	DefaultDNSInterval = 5 * time.Minute
+)
 
 // ErrConfig is wrapped by every error New returns for an invalid Config.
 var ErrConfig = errors.New("invalid config")
@@ -95,6 +199,20 @@ type settings struct {
 	connHigh   int
 	gater      connmgr.ConnectionGater
 	log        *slog.Logger
+
+	dht          DHTMode
+	dhtPrefix    protocol.ID
+	secret       []byte
+	rvInterval   time.Duration
+	members      Members
+	revoked      func(peer.ID) bool
+	now          func() time.Time
+	mdns         bool
+	dnsAddrs     func(context.Context) ([]multiaddr.Multiaddr, error)
+	dnsInterval  time.Duration
+	peerFile     string
+	staticRelays func() []peer.AddrInfo
+	relayService bool
 }
 
 func (cfg Config) settings() (settings, error) {
@@ -106,6 +224,19 @@ func (cfg Config) settings() (settings, error) {
 		connHigh:   cfg.ConnHigh,
 		gater:      cfg.Gater,
 		log:        cfg.Logger,
+
+		dht:          cfg.DHT,
+		dhtPrefix:    cfg.DHTPrefix,
+		secret:       cfg.RendezvousSecret,
+		rvInterval:   cfg.RendezvousInterval,
+		members:      cfg.Members,
+		revoked:      cfg.Revoked,
+		now:          cfg.Now,
+		dnsAddrs:     cfg.DNSAddrs,
+		dnsInterval:  cfg.DNSInterval,
+		peerFile:     cfg.PeerStoreFile,
+		staticRelays: cfg.StaticRelays,
+		relayService: cfg.RelayService,
 	}
 	if s.key == nil {
 		return s, fmt.Errorf("%w: Key is required", ErrConfig)
@@ -133,6 +264,42 @@ func (cfg Config) settings() (settings, error) {
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
+	}
+	switch s.dht {
+	case DHTAuto:
+		if s.profile == ProfileLocal {
+			s.dht = DHTServer
+		}
+	case DHTServer, DHTClient, DHTOff:
+	default:
+		return s, fmt.Errorf("%w: unknown DHT mode %q", ErrConfig, s.dht)
+	}
+	if s.dhtPrefix == "" {
+		s.dhtPrefix = dht.DefaultPrefix
+	}
+	if s.secret != nil && len(s.secret) < 16 {
+		return s, fmt.Errorf("%w: rendezvous secret of %d bytes, want at least 16", ErrConfig, len(s.secret))
+	}
+	if s.rvInterval == 0 {
+		s.rvInterval = DefaultRendezvousInterval
+	}
+	if s.dnsInterval == 0 {
+		s.dnsInterval = DefaultDNSInterval
+	}
+	if s.rvInterval < 0 || s.dnsInterval < 0 {
+		return s, fmt.Errorf("%w: negative discovery interval", ErrConfig)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	switch cfg.MDNS {
+	case ToggleAuto:
+		s.mdns = s.profile == ProfileDefault
+	case ToggleOn:
+		s.mdns = true
+	case ToggleOff:
+	default:
+		return s, fmt.Errorf("%w: MDNS toggle %d", ErrConfig, cfg.MDNS)
 	}
 
 	s.listen = cfg.ListenAddrs

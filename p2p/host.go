@@ -13,12 +13,16 @@ import (
 	"github.com/ipfs/boxo/blockservice"
 	"github.com/ipfs/boxo/exchange"
 	"github.com/libp2p/go-libp2p"
+	dht "github.com/libp2p/go-libp2p-kad-dht"
 	"github.com/libp2p/go-libp2p/core/connmgr"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/metrics"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/discovery/mdns"
 	"github.com/libp2p/go-libp2p/p2p/net/swarm"
+	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
+	"github.com/libp2p/go-libp2p/p2p/protocol/holepunch"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	tls "github.com/libp2p/go-libp2p/p2p/security/tls"
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
@@ -52,6 +56,12 @@ type Host struct {
 
 	bw *trafficCounter
 
+	disc *discovery
+	// live is the running host and the context of its background work,
+	// for the discovery pipeline, which must not take mu (Close holds it
+	// while it waits for the pipeline's sources to stop).
+	live atomic.Pointer[liveHost]
+
 	mu      sync.Mutex
 	started bool
 	closed  bool
@@ -59,8 +69,26 @@ type Host struct {
 	rm      network.ResourceManager
 	bs      *bitswap.Bitswap
 	bsvc    blockservice.BlockService
+	dht     *dht.IpfsDHT
+	relay   *relayv2.Relay
+	mdns    mdns.Service
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
+}
+
+type liveHost struct {
+	h   host.Host
+	ctx context.Context
+}
+
+// runningCtx returns the libp2p host and the context of background work,
+// or nil before Start and after Close. It takes no lock.
+func (h *Host) runningCtx() (host.Host, context.Context) {
+	l := h.live.Load()
+	if l == nil {
+		return nil, nil
+	}
+	return l.h, l.ctx
 }
 
 // New checks cfg and allocates a Host. It starts nothing: no socket is
@@ -70,20 +98,24 @@ func New(cfg Config) (*Host, error) {
 	if err != nil {
 		return nil, fmt.Errorf("p2p: new: %w", err)
 	}
-	h := &Host{s: s, bw: &trafficCounter{BandwidthCounter: metrics.NewBandwidthCounter()}, bitswapOpts: bitswapOptions()}
+	h := &Host{s: s, bw: &trafficCounter{BandwidthCounter: metrics.NewBandwidthCounter()}, bitswapOpts: bitswapOptions(), disc: newDiscovery()}
 	var profileGater connmgr.ConnectionGater
 	if s.profile == ProfileLocal {
 		profileGater = localGater{}
 		h.resolver = refusingResolver{}
 	}
-	switch {
-	case profileGater != nil && s.gater != nil:
-		h.gater = bothGater{profileGater, s.gater}
-	case profileGater != nil:
-		h.gater = profileGater
-	default:
-		h.gater = s.gater
+	// The profile's policy first, so that a refused address never reaches
+	// the others.
+	for _, g := range []connmgr.ConnectionGater{revokedGaterFor(s.revoked), s.gater} {
+		switch {
+		case g == nil:
+		case profileGater == nil:
+			profileGater = g
+		default:
+			profileGater = bothGater{profileGater, g}
+		}
 	}
+	h.gater = profileGater
 	return h, nil
 }
 
@@ -115,7 +147,12 @@ func (h *Host) options(rm network.ResourceManager, cm connmgr.ConnManager) []lib
 	switch s.profile {
 	case ProfileLocal:
 		opts = append(opts,
-			libp2p.DisableRelay(),
+			// The relay transport stays on so that tests can run
+			// circuits through a relay on loopback; the gater lets a
+			// circuit through only if the relay is at a loopback
+			// address (localDialable). No AutoNAT, no hole punching,
+			// no autorelay, no port mapping.
+			//
 			// Learn no addresses from what peers observe, and advertise
 			// only loopback ones.
 			libp2p.DisableIdentifyAddressDiscovery(),
@@ -130,7 +167,19 @@ func (h *Host) options(rm network.ResourceManager, cm connmgr.ConnManager) []lib
 			}),
 		)
 	default:
-		opts = append(opts, libp2p.NATPortMap())
+		opts = append(opts,
+			libp2p.NATPortMap(),
+			libp2p.EnableAutoNATv2(),
+			libp2p.EnableHolePunching(holepunch.WithTracer(punchTracer{h})),
+		)
+		if s.relayService {
+			// libp2p runs the service only while AutoNAT finds the
+			// host publicly reachable.
+			opts = append(opts, libp2p.EnableRelayService(relayv2.WithACL(memberACL{h})))
+		}
+		if s.staticRelays != nil {
+			opts = append(opts, libp2p.EnableAutoRelayWithPeerSource(h.relaySource))
+		}
 	}
 	return opts
 }
@@ -178,21 +227,23 @@ func (h *Host) Start(ctx context.Context) error {
 
 	h.h, h.rm, h.bs, h.cancel = lh, rm, bs, cancel
 	h.bsvc = blockservice.New(h.s.blockstore, bs)
-	h.started = true
-	h.s.log.Info("p2p host started", "id", lh.ID(), "profile", h.s.profile, "addrs", lh.Addrs())
-
-	if len(h.s.bootstrap) > 0 {
-		h.wg.Add(1)
-		go func() {
-			defer h.wg.Done()
-			h.bootstrap(bctx)
-		}()
+	if err := h.startDiscovery(bctx, lh); err != nil {
+		h.stop()
+		return fmt.Errorf("p2p: start: %w", err)
 	}
+	h.started = true
+	h.s.log.Info("p2p host started", "id", lh.ID(), "profile", h.s.profile, "addrs", lh.Addrs(), "dht", h.dht != nil)
 	return nil
 }
 
 // bootstrap dials every bootstrap peer at once and logs the outcome.
+// Once the dials end, the DHT (if any) refreshes its routing table.
 func (h *Host) bootstrap(ctx context.Context) {
+	defer func() {
+		if h.dht != nil && ctx.Err() == nil {
+			h.dht.RefreshRoutingTable()
+		}
+	}()
 	var wg sync.WaitGroup
 	for _, pi := range h.s.bootstrap {
 		wg.Add(1)
@@ -223,8 +274,43 @@ func (h *Host) Close() error {
 	if !h.started {
 		return nil
 	}
+	if h.s.peerFile != "" {
+		if err := h.savePeerFile(h.h); err != nil {
+			h.s.log.Warn("p2p save peer store", "file", h.s.peerFile, "err", err)
+		}
+	}
+	err := h.stop()
+	h.s.log.Info("p2p host closed", "id", h.h.ID())
+	if err != nil {
+		return fmt.Errorf("p2p: close: %w", err)
+	}
+	return nil
+}
+
+// stop stops everything Start started, in reverse order, and waits for the
+// goroutines. h.mu is held.
+func (h *Host) stop() error {
+	h.live.Store(nil)
 	h.cancel()
+	h.disc.mu.Lock()
+	h.disc.stopped = true
+	h.disc.mu.Unlock()
 	var errs []error
+	if h.mdns != nil {
+		if err := h.mdns.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("mdns: %w", err))
+		}
+	}
+	if h.relay != nil {
+		if err := h.relay.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("relay: %w", err))
+		}
+	}
+	if h.dht != nil {
+		if err := h.dht.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("dht: %w", err))
+		}
+	}
 	if err := h.bs.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("bitswap: %w", err))
 	}
@@ -235,11 +321,7 @@ func (h *Host) Close() error {
 	if err := h.rm.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("resource manager: %w", err))
 	}
-	h.s.log.Info("p2p host closed", "id", h.h.ID())
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("p2p: close: %w", err)
-	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // running returns the libp2p host, or nil before Start and after Close.
@@ -303,7 +385,7 @@ func (h *Host) Connect(ctx context.Context, addr multiaddr.Multiaddr) (peer.Addr
 		// names, and silently drops some addresses, before it asks the
 		// gater; this way the caller learns why.
 		for _, a := range pi.Addrs {
-			if !loopbackOnly(a) {
+			if !localDialable(a) {
 				return peer.AddrInfo{}, fmt.Errorf("p2p: connect %s: profile %s dials only loopback IP addresses: %w", addr, h.s.profile, ErrRefused)
 			}
 		}
@@ -316,6 +398,7 @@ func (h *Host) Connect(ctx context.Context, addr multiaddr.Multiaddr) (peer.Addr
 		return peer.AddrInfo{}, fmt.Errorf("p2p: connect %s: %w", addr, swarm.ErrDialToSelf)
 	}
 	if err := lh.Connect(ctx, *pi); err != nil {
+		h.dialFailed(pi.ID, err)
 		if onlyRefusals(err) {
 			return peer.AddrInfo{}, fmt.Errorf("p2p: connect %s: %w: %w", addr, ErrRefused, err)
 		}
@@ -324,6 +407,7 @@ func (h *Host) Connect(ctx context.Context, addr multiaddr.Multiaddr) (peer.Addr
 		}
 		return peer.AddrInfo{}, fmt.Errorf("p2p: connect %s: %w", addr, err)
 	}
+	h.found(SourceManual, *pi)
 	return *pi, nil
 }
 

@@ -56,6 +56,28 @@ func loopbackOnly(a multiaddr.Multiaddr) bool {
 	return ok
 }
 
+// localDialable reports whether the local profile may dial or accept a: a
+// loopback address (loopbackOnly), or a circuit through a relay reached at
+// a loopback address: <loopback address>/p2p/<relay>/p2p-circuit, optionally
+// followed by /p2p/<target>. Relays are how tests among loopback hosts
+// exercise circuit relay v2; nothing in such an address leaves the machine.
+func localDialable(a multiaddr.Multiaddr) bool {
+	if loopbackOnly(a) {
+		return true
+	}
+	for i, c := range a {
+		if c.Code() != multiaddr.P_CIRCUIT {
+			continue
+		}
+		relay, rest := a[:i], a[i+1:]
+		if len(relay) < 2 || relay[len(relay)-1].Code() != multiaddr.P_P2P || !loopbackOnly(relay) {
+			return false
+		}
+		return len(rest) == 0 || (len(rest) == 1 && rest[0].Code() == multiaddr.P_P2P)
+	}
+	return false
+}
+
 // localGater is the local profile's connection gater: it lets no dial and
 // no accepted connection involve an address outside loopback.
 type localGater struct{}
@@ -65,18 +87,39 @@ var _ connmgr.ConnectionGater = localGater{}
 func (localGater) InterceptPeerDial(peer.ID) bool { return true }
 
 func (localGater) InterceptAddrDial(_ peer.ID, a multiaddr.Multiaddr) bool {
-	return loopbackOnly(a)
+	return localDialable(a)
 }
 
 func (localGater) InterceptAccept(c network.ConnMultiaddrs) bool {
-	return loopbackOnly(c.RemoteMultiaddr()) && loopbackOnly(c.LocalMultiaddr())
+	return localDialable(c.RemoteMultiaddr()) && loopbackOnly(c.LocalMultiaddr())
 }
 
 func (localGater) InterceptSecured(_ network.Direction, _ peer.ID, c network.ConnMultiaddrs) bool {
-	return loopbackOnly(c.RemoteMultiaddr())
+	return localDialable(c.RemoteMultiaddr())
 }
 
 func (localGater) InterceptUpgraded(network.Conn) (bool, control.DisconnectReason) {
+	return true, 0
+}
+
+// revokedGater refuses peers that Config.Revoked names: it never dials them
+// and drops their connections as soon as they have authenticated (the
+// earliest point at which the peer ID is known on an inbound connection).
+type revokedGater struct{ revoked func(peer.ID) bool }
+
+var _ connmgr.ConnectionGater = revokedGater{}
+
+func (g revokedGater) InterceptPeerDial(p peer.ID) bool { return !g.revoked(p) }
+
+func (revokedGater) InterceptAddrDial(peer.ID, multiaddr.Multiaddr) bool { return true }
+
+func (revokedGater) InterceptAccept(network.ConnMultiaddrs) bool { return true }
+
+func (g revokedGater) InterceptSecured(_ network.Direction, p peer.ID, _ network.ConnMultiaddrs) bool {
+	return !g.revoked(p)
+}
+
+func (revokedGater) InterceptUpgraded(network.Conn) (bool, control.DisconnectReason) {
 	return true, 0
 }
 
@@ -134,4 +177,11 @@ func needsResolving(a multiaddr.Multiaddr) bool {
 		}
 	}
 	return false
+}
+
+func revokedGaterFor(revoked func(peer.ID) bool) connmgr.ConnectionGater {
+	if revoked == nil {
+		return nil
+	}
+	return revokedGater{revoked}
 }

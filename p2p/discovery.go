@@ -1,0 +1,403 @@
+package p2p
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/protocol/holepunch"
+	"github.com/multiformats/go-multiaddr"
+)
+
+// How a sibling was found (Sibling.Sources).
+const (
+	SourceMDNS       = "mdns"       // multicast DNS on the LAN
+	SourceDHT        = "dht"        // provider of the day's rendezvous key
+	SourceDNS        = "dns"        // Config.DNSAddrs
+	SourceRemembered = "remembered" // Config.PeerStoreFile
+	SourceManual     = "manual"     // Host.Connect
+	SourceInbound    = "inbound"    // it connected to this host
+)
+
+// Paths of a connection (Sibling.Path).
+const (
+	PathDirect  = "direct"
+	PathRelayed = "relayed"
+)
+
+// Pipeline limits.
+const (
+	// candidateDialTimeout bounds one dial of a found sibling: long
+	// enough for a relayed dial across continents, short enough that a
+	// dead address does not hold a dial slot for long.
+	candidateDialTimeout = 30 * time.Second
+
+	// candidateDials bounds the dials in flight at once; a cloud has a
+	// handful of devices, so this only matters when every source reports
+	// everyone at once.
+	candidateDials = 16
+
+	// candidateRedial is how soon a sibling whose dial failed is tried
+	// again when a source reports it again; sources report often (the
+	// early rendezvous lookups, mDNS), a dead address need not be retried
+	// every time.
+	candidateRedial = 2 * time.Second
+
+	// protectTag keeps connections to siblings from being trimmed by the
+	// connection manager.
+	protectTag = "pcnode-sibling"
+)
+
+// Sibling is what the host knows about one member device.
+type Sibling struct {
+	ID    peer.ID
+	Addrs []multiaddr.Multiaddr // known addresses, without /p2p/<id>
+	// Sources says how the sibling was found: SourceMDNS, SourceDHT,
+	// SourceDNS, SourceRemembered, SourceManual, SourceInbound; sorted.
+	Sources   []string
+	Connected bool
+	// Path is PathDirect when some connection to the sibling is direct,
+	// PathRelayed when all go through a relay (Relay), "" when not
+	// connected.
+	Path    string
+	Relay   peer.ID
+	Latency time.Duration // moving average of pings; 0 when unknown
+	// FirstSeen and LastSeen are when a source first and last reported
+	// the sibling, or it connected.
+	FirstSeen, LastSeen time.Time
+	// WhyNotDirect explains a relayed or missing connection: the last
+	// dial or hole-punch error. "" when the path is direct.
+	WhyNotDirect string
+}
+
+// sibling is the pipeline's record of one member peer.
+type sibling struct {
+	sources             map[string]bool
+	firstSeen, lastSeen time.Time
+	addrs               []multiaddr.Multiaddr // from the sources
+	dialing             bool
+	lastDial            time.Time
+	lastErr             string
+	punchErr            string
+}
+
+// discovery is the candidate pipeline's state.
+type discovery struct {
+	mu       sync.Mutex
+	siblings map[peer.ID]*sibling
+	sem      chan struct{}
+	rejected int // found peers that are not members (tests)
+	saveReq  chan struct{}
+	stopped  bool // Close has begun: start no more dials
+}
+
+func newDiscovery() *discovery {
+	return &discovery{
+		siblings: map[peer.ID]*sibling{},
+		sem:      make(chan struct{}, candidateDials),
+		saveReq:  make(chan struct{}, 1),
+	}
+}
+
+func (h *Host) isMember(p peer.ID) bool {
+	if h.s.members == nil || p == "" {
+		return false
+	}
+	if h.s.revoked != nil && h.s.revoked(p) {
+		return false
+	}
+	return h.s.members.IsMember(p)
+}
+
+// record returns p's record, creating it. d.mu must be held.
+func (d *discovery) record(p peer.ID, now time.Time) *sibling {
+	r, ok := d.siblings[p]
+	if !ok {
+		r = &sibling{sources: map[string]bool{}, firstSeen: now}
+		d.siblings[p] = r
+	}
+	r.lastSeen = now
+	return r
+}
+
+// found is where every discovery source hands a peer it found. A peer that
+// is not a member is dropped; a member is recorded and, unless connected
+// or being dialled, dialled in the background.
+func (h *Host) found(src string, ai peer.AddrInfo) {
+	lh, ctx := h.runningCtx()
+	if lh == nil || ai.ID == lh.ID() || ai.ID.Validate() != nil {
+		return
+	}
+	if !h.isMember(ai.ID) {
+		h.disc.mu.Lock()
+		h.disc.rejected++
+		h.disc.mu.Unlock()
+		h.s.log.Debug("p2p found a peer that is not a member", "peer", ai.ID, "source", src)
+		return
+	}
+	addrs := ai.Addrs[:0:0]
+	for _, a := range ai.Addrs {
+		if h.s.profile != ProfileLocal || localDialable(a) {
+			addrs = append(addrs, a)
+		}
+	}
+
+	now := h.s.now()
+	h.disc.mu.Lock()
+	r := h.disc.record(ai.ID, now)
+	newSource := !r.sources[src]
+	r.sources[src] = true
+	for _, a := range addrs {
+		if !slices.ContainsFunc(r.addrs, a.Equal) {
+			r.addrs = append(r.addrs, a)
+		}
+	}
+	connected := lh.Network().Connectedness(ai.ID) == network.Connected
+	dial := !connected && !r.dialing && !h.disc.stopped && len(addrs) > 0 && time.Since(r.lastDial) >= candidateRedial
+	if dial {
+		r.dialing, r.lastDial = true, time.Now()
+		h.wg.Add(1)
+	}
+	h.disc.mu.Unlock()
+	if newSource {
+		h.s.log.Debug("p2p found sibling", "peer", ai.ID, "source", src, "addrs", addrs)
+	}
+	if !dial {
+		return
+	}
+
+	go func() {
+		defer h.wg.Done()
+		err := h.dialCandidate(ctx, lh, peer.AddrInfo{ID: ai.ID, Addrs: addrs})
+		h.disc.mu.Lock()
+		r.dialing = false
+		if err != nil {
+			r.lastErr = err.Error()
+		}
+		h.disc.mu.Unlock()
+		if err != nil {
+			h.s.log.Debug("p2p dial to sibling failed", "peer", ai.ID, "source", src, "err", err)
+		}
+	}()
+}
+
+func (h *Host) dialCandidate(ctx context.Context, lh interface {
+	Connect(context.Context, peer.AddrInfo) error
+}, ai peer.AddrInfo) error {
+	select {
+	case h.disc.sem <- struct{}{}:
+		defer func() { <-h.disc.sem }()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	ctx, cancel := context.WithTimeout(ctx, candidateDialTimeout)
+	defer cancel()
+	return lh.Connect(ctx, ai)
+}
+
+// connected is the network notifiee's hook: a member that connects (either
+// way) is recorded, its connections protected from trimming and its
+// addresses remembered.
+func (h *Host) connected(lh host.Host, c network.Conn) {
+	p := c.RemotePeer()
+	if !h.isMember(p) {
+		return
+	}
+	h.disc.mu.Lock()
+	r := h.disc.record(p, h.s.now())
+	if len(r.sources) == 0 {
+		// Not found by a source: it called, or a part of this host
+		// other than the pipeline (the DHT's own queries, mostly)
+		// dialled it.
+		switch {
+		case c.Stat().Direction == network.DirInbound:
+			r.sources[SourceInbound] = true
+		case h.s.dht != DHTOff:
+			r.sources[SourceDHT] = true
+		default:
+			r.sources[SourceManual] = true
+		}
+	}
+	h.disc.mu.Unlock()
+	lh.ConnManager().Protect(p, protectTag)
+	h.requestSave()
+}
+
+// Siblings returns what the host knows about the member devices it found or
+// that connected to it, sorted by peer ID. It returns nil before Start. It
+// is safe for concurrent use.
+func (h *Host) Siblings() []Sibling {
+	lh := h.running()
+	if lh == nil {
+		return nil
+	}
+	h.disc.mu.Lock()
+	defer h.disc.mu.Unlock()
+	out := make([]Sibling, 0, len(h.disc.siblings))
+	for id, r := range h.disc.siblings {
+		if !h.isMember(id) {
+			continue
+		}
+		s := Sibling{
+			ID:        id,
+			FirstSeen: r.firstSeen,
+			LastSeen:  r.lastSeen,
+			Latency:   lh.Peerstore().LatencyEWMA(id),
+		}
+		for src := range r.sources {
+			s.Sources = append(s.Sources, src)
+		}
+		slices.Sort(s.Sources)
+		s.Addrs = append(s.Addrs, r.addrs...)
+		for _, a := range lh.Peerstore().Addrs(id) {
+			if !slices.ContainsFunc(s.Addrs, a.Equal) {
+				s.Addrs = append(s.Addrs, a)
+			}
+		}
+		for _, c := range lh.Network().ConnsToPeer(id) {
+			s.Connected = true
+			relay, ok := relayOf(c.RemoteMultiaddr())
+			if !ok {
+				s.Path, s.Relay = PathDirect, ""
+				break
+			}
+			s.Path, s.Relay = PathRelayed, relay
+		}
+		switch {
+		case s.Path == PathDirect:
+		case r.punchErr != "":
+			s.WhyNotDirect = "hole punching failed: " + r.punchErr
+		case r.lastErr != "":
+			s.WhyNotDirect = "dial failed: " + r.lastErr
+		case s.Connected:
+			s.WhyNotDirect = "no direct connection yet (hole punching pending or not possible)"
+		case r.dialing:
+			s.WhyNotDirect = "dialling"
+		case len(s.Addrs) == 0:
+			s.WhyNotDirect = "no known address"
+		default:
+			s.WhyNotDirect = "not connected"
+		}
+		out = append(out, s)
+	}
+	slices.SortFunc(out, func(a, b Sibling) int {
+		switch {
+		case a.ID < b.ID:
+			return -1
+		case a.ID > b.ID:
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// relayOf returns the relay's peer ID if a is a circuit address.
+func relayOf(a multiaddr.Multiaddr) (peer.ID, bool) {
+	for i, c := range a {
+		if c.Code() != multiaddr.P_CIRCUIT {
+			continue
+		}
+		if i > 0 && a[i-1].Code() == multiaddr.P_P2P {
+			id, err := peer.IDFromBytes(a[i-1].RawValue())
+			if err == nil {
+				return id, true
+			}
+		}
+		return "", true
+	}
+	return "", false
+}
+
+// Disconnect closes every connection to p. It does not stop p from
+// connecting again; Config.Revoked does that. Before Start it does nothing.
+func (h *Host) Disconnect(p peer.ID) error {
+	lh := h.running()
+	if lh == nil {
+		return nil
+	}
+	lh.ConnManager().Unprotect(p, protectTag)
+	if err := lh.Network().ClosePeer(p); err != nil {
+		return fmt.Errorf("p2p: disconnect %s: %w", p, err)
+	}
+	return nil
+}
+
+// mdnsNotifee hands peers found by mDNS to the pipeline.
+type mdnsNotifee struct{ h *Host }
+
+func (n mdnsNotifee) HandlePeerFound(ai peer.AddrInfo) { n.h.found(SourceMDNS, ai) }
+
+// pollDNS calls Config.DNSAddrs at once and then every DNSInterval.
+func (h *Host) pollDNS(ctx context.Context) {
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		addrs, err := h.s.dnsAddrs(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				h.s.log.Warn("p2p dns discovery failed", "err", err)
+			}
+		} else {
+			for _, ai := range groupByPeer(addrs) {
+				h.found(SourceDNS, ai)
+			}
+		}
+		t.Reset(h.s.dnsInterval)
+	}
+}
+
+// punchTracer records the outcome of hole punches with siblings, for
+// Sibling.WhyNotDirect.
+type punchTracer struct{ h *Host }
+
+var _ holepunch.EventTracer = punchTracer{}
+
+func (t punchTracer) Trace(evt *holepunch.Event) {
+	end, ok := evt.Evt.(*holepunch.EndHolePunchEvt)
+	if !ok {
+		return
+	}
+	t.h.disc.mu.Lock()
+	defer t.h.disc.mu.Unlock()
+	r, ok := t.h.disc.siblings[evt.Remote]
+	if !ok {
+		return
+	}
+	if end.Success {
+		r.punchErr = ""
+	} else {
+		r.punchErr = end.Error
+	}
+}
+
+// groupByPeer turns full multiaddrs into one AddrInfo per peer, in order of
+// first appearance, dropping addresses without /p2p/<id>.
+func groupByPeer(addrs []multiaddr.Multiaddr) []peer.AddrInfo {
+	var out []peer.AddrInfo
+	idx := map[peer.ID]int{}
+	for _, a := range addrs {
+		pi, err := peer.AddrInfoFromP2pAddr(a)
+		if err != nil {
+			continue
+		}
+		i, ok := idx[pi.ID]
+		if !ok {
+			i = len(out)
+			idx[pi.ID] = i
+			out = append(out, peer.AddrInfo{ID: pi.ID})
+		}
+		out[i].Addrs = append(out[i].Addrs, pi.Addrs...)
+	}
+	return out
+}
