@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/multiformats/go-multiaddr"
 	"github.com/multiformats/go-multihash"
@@ -107,7 +108,7 @@ func waitForIn(t testing.TB, d time.Duration, what string, cond func() bool) tim
 func connectedTo(h *Host, ids ...peer.ID) bool {
 	lh := h.Libp2p()
 	for _, id := range ids {
-		if id != h.ID() && lh.Network().Connectedness(id) != 1 {
+		if id != h.ID() && lh.Network().Connectedness(id) != network.Connected {
 			return false
 		}
 	}
@@ -174,7 +175,7 @@ func TestRendezvousDays(t *testing.T) {
 		{"2026-11-27T22:59:59Z", []string{d(27)}, "2026-11-27T23:00:00Z"},
 		{"2026-11-27T23:00:00Z", []string{d(27), d(28)}, "2026-11-28T00:00:00Z"},
 		{"2026-11-27T23:59:59Z", []string{d(27), d(28)}, "2026-11-28T00:00:00Z"},
-		{"2026-11-28T07:30:00+09:00", []string{d(27)}, "2026-11-27T23:00:00Z"}, // 22:30 UTC
+		{"2026-11-28T07:30:00+09:00", []string{d(27)}, "2026-11-27T23:00:00Z"},        // 22:30 UTC
 		{"2026-11-28T08:30:00+09:00", []string{d(27), d(28)}, "2026-11-28T00:00:00Z"}, // 23:30 UTC
 	}
 	for _, tt := range tests {
@@ -279,4 +280,244 @@ func TestRendezvousFindsSiblings(t *testing.T) {
 	if rejected == 0 {
 		t.Error("no member found the outsider's provider record; the test proves nothing about refusing it")
 	}
+}
+
+// fullAddrs returns h's addresses as full multiaddrs (…/p2p/<id>).
+func fullAddrs(hs ...*Host) []multiaddr.Multiaddr {
+	var out []multiaddr.Multiaddr
+	for _, h := range hs {
+		out = append(out, h.Addrs()...)
+	}
+	return out
+}
+
+// dnsSource is a hand-written Config.DNSAddrs: it returns what the test put
+// in it and counts the calls.
+type dnsSource struct {
+	mu    sync.Mutex
+	addrs []multiaddr.Multiaddr
+	calls int
+}
+
+func (d *dnsSource) set(as []multiaddr.Multiaddr) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.addrs = as
+}
+
+func (d *dnsSource) lookup(context.Context) ([]multiaddr.Multiaddr, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.calls++
+	return slices.Clone(d.addrs), nil
+}
+
+// TestDNSFindsSiblings: DHT off, only a DNSAddrs function that lists two
+// running members and a non-member: a freshly started member connects to
+// both members and never dials the non-member.
+func TestDNSFindsSiblings(t *testing.T) {
+	noDHT := func() Config {
+		cfg := localConfig(t)
+		cfg.ListenAddrs = tcpLoopback
+		cfg.DHT = DHTOff
+		return cfg
+	}
+	cfgs := []Config{noDHT(), noDHT(), noDHT()}
+	var memberIDs []peer.ID
+	for _, c := range cfgs {
+		id, _ := peer.IDFromPrivateKey(c.Key)
+		memberIDs = append(memberIDs, id)
+	}
+	members := newMemberSet(memberIDs...)
+	outsider := startHost(t, noDHT())
+	var running []*Host
+	for _, c := range cfgs[:2] {
+		c.Members = members
+		running = append(running, startHost(t, c))
+	}
+
+	src := &dnsSource{}
+	src.set(fullAddrs(append(running, outsider)...))
+	fresh := cfgs[2]
+	fresh.Members = members
+	fresh.DNSAddrs = src.lookup
+	start := time.Now()
+	h := startHost(t, fresh)
+	took := waitForIn(t, 10*time.Second, "connected to both siblings", func() bool { return connectedTo(h, memberIDs...) })
+	t.Logf("connected to both siblings via DNS %v after Start returned (Start took %v)", took, time.Since(start)-took)
+
+	if dialledBy(h, outsider.ID()) || len(outsider.Peers()) != 0 {
+		t.Errorf("the non-member listed in DNS was dialled: %v", outsider.Peers())
+	}
+	for _, s := range h.Siblings() {
+		if !slices.Equal(s.Sources, []string{SourceDNS}) || !s.Connected || s.Path != PathDirect {
+			t.Errorf("sibling %+v, want found by dns and connected directly", s)
+		}
+	}
+	if n := len(h.Siblings()); n != 2 {
+		t.Errorf("%d siblings, want 2", n)
+	}
+}
+
+// TestRememberedReconnect: a member that knew its siblings is restarted (a
+// new Host, same key and peer file, no DHT, no DNS) and reconnects to them
+// from the remembered addresses alone.
+func TestRememberedReconnect(t *testing.T) {
+	file := t.TempDir() + "/peers.json"
+	mk := func() Config {
+		cfg := localConfig(t)
+		cfg.ListenAddrs = tcpLoopback
+		cfg.DHT = DHTOff
+		return cfg
+	}
+	a, b, c := mk(), mk(), mk()
+	var memberIDs []peer.ID
+	for _, cfg := range []Config{a, b, c} {
+		id, _ := peer.IDFromPrivateKey(cfg.Key)
+		memberIDs = append(memberIDs, id)
+	}
+	members := newMemberSet(memberIDs...)
+	b.Members, c.Members = members, members
+	hb, hc := startHost(t, b), startHost(t, c)
+
+	a.Members = members
+	a.PeerStoreFile = file
+	first, err := New(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := first.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range []*Host{hb, hc} {
+		if _, err := first.Connect(ctx, h.Addrs()[0]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The file names both siblings, and only them.
+	remembered, err := (&Host{s: settings{peerFile: file}}).loadPeerFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []peer.ID
+	for _, ai := range remembered {
+		got = append(got, ai.ID)
+		if len(ai.Addrs) == 0 {
+			t.Errorf("remembered %s without addresses", ai.ID)
+		}
+	}
+	slices.Sort(got)
+	want := slices.Clone(memberIDs[1:])
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Fatalf("remembered %v, want %v", got, want)
+	}
+	// Let the siblings notice that a is gone, so that the reconnection
+	// must come from a.
+	waitFor(t, "siblings see a gone", func() bool {
+		return !connectedTo(hb, memberIDs[0]) && !connectedTo(hc, memberIDs[0])
+	})
+
+	again := startHost(t, a)
+	took := waitForIn(t, 10*time.Second, "reconnected", func() bool { return connectedTo(again, memberIDs[1:]...) })
+	t.Logf("restarted member reconnected to both siblings %v after Start returned", took)
+	for _, s := range again.Siblings() {
+		if !slices.Contains(s.Sources, SourceRemembered) || !s.Connected {
+			t.Errorf("sibling %+v, want remembered and connected", s)
+		}
+	}
+}
+
+// TestNoMembersDialsNobody: with Members nil, peers that every source
+// reports are not dialled.
+func TestNoMembersDialsNobody(t *testing.T) {
+	other := startHost(t, localConfig(t))
+	file := t.TempDir() + "/peers.json"
+	data, err := encodePeerFile([]rememberedPeer{{ID: other.ID().String(), Addrs: []string{other.Libp2p().Addrs()[0].String()}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := writeFileAtomic(file, data); err != nil {
+		t.Fatal(err)
+	}
+	src := &dnsSource{}
+	src.set(other.Addrs())
+	cfg := localConfig(t)
+	cfg.DNSAddrs = src.lookup
+	cfg.PeerStoreFile = file
+	h := startHost(t, cfg)
+	waitFor(t, "both sources reported", func() bool {
+		h.disc.mu.Lock()
+		defer h.disc.mu.Unlock()
+		return h.disc.rejected >= 2
+	})
+	if len(h.Peers()) != 0 || len(h.Siblings()) != 0 {
+		t.Errorf("with no members: peers %v siblings %v", h.Peers(), h.Siblings())
+	}
+}
+
+func TestPeerFileRoundTrip(t *testing.T) {
+	id1, _ := peer.IDFromPrivateKey(newKey(t))
+	id2, _ := peer.IDFromPrivateKey(newKey(t))
+	now := time.Now().UTC().Truncate(time.Second)
+	var many []string
+	for i := range peerFileMaxAddrs + 5 {
+		many = append(many, fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", 1000+i))
+	}
+	data, err := encodePeerFile([]rememberedPeer{
+		{ID: id1.String(), Addrs: []string{"/ip4/127.0.0.1/tcp/1", "not an address"}, LastSeen: now.Add(-time.Hour)},
+		{ID: id2.String(), Addrs: many, LastSeen: now},
+		{ID: "not a peer id", Addrs: []string{"/ip4/127.0.0.1/tcp/2"}, LastSeen: now},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := decodePeerFile(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].ID != id2 || got[1].ID != id1 {
+		t.Fatalf("decoded %v, want %s then %s (most recent first)", got, id2, id1)
+	}
+	if len(got[0].Addrs) != peerFileMaxAddrs || len(got[1].Addrs) != 1 {
+		t.Errorf("addresses %d and %d, want %d and 1", len(got[0].Addrs), len(got[1].Addrs), peerFileMaxAddrs)
+	}
+	for _, bad := range []string{``, `{}`, `{"version":2,"peers":[]}`, `[1,2]`, string(make([]byte, peerFileMaxBytes+1))} {
+		if _, err := decodePeerFile([]byte(bad)); err == nil {
+			t.Errorf("decodePeerFile(%.20q) succeeded", bad)
+		}
+	}
+}
+
+// FuzzDecodePeerFile: whatever the file holds, decoding stays within the
+// bounds and yields valid peer IDs and addresses.
+func FuzzDecodePeerFile(f *testing.F) {
+	f.Add([]byte(`{"version":1,"peers":[{"id":"12D3KooWJGQYS8c7YtKxRJwF7ns3RguW4nUQR1WPYcLv4zC7Swmf","addrs":["/ip4/127.0.0.1/tcp/4001"],"last_seen":"2026-11-27T00:00:00Z"}]}`))
+	f.Add([]byte(`{"version":1,"peers":[{"id":"x","addrs":["/dns4/"]}]}`))
+	f.Add([]byte(`{"version":1}`))
+	f.Add([]byte(`null`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		peers, err := decodePeerFile(data)
+		if err != nil {
+			return
+		}
+		if len(peers) > peerFileMaxPeers {
+			t.Fatalf("%d peers", len(peers))
+		}
+		for _, ai := range peers {
+			if ai.ID.Validate() != nil || len(ai.Addrs) > peerFileMaxAddrs {
+				t.Fatalf("bad entry %v", ai)
+			}
+			for _, a := range ai.Addrs {
+				if _, err := multiaddr.NewMultiaddrBytes(a.Bytes()); err != nil {
+					t.Fatalf("bad address %v: %v", a, err)
+				}
+			}
+		}
+	})
 }
