@@ -168,6 +168,71 @@ func (c *Client) Connect(ctx context.Context, addr multiaddr.Multiaddr) (Peer, e
 	return p, err
 }
 
+// Cloud is GET /api/v1/cloud: the device's cloud (ErrNotFound when the
+// home belongs to none).
+func (c *Client) Cloud(ctx context.Context) (CloudInfo, error) {
+	var ci CloudInfo
+	err := c.do(ctx, http.MethodGet, "/api/v1/cloud", nil, &ci)
+	return ci, err
+}
+
+// Devices is GET /api/v1/devices: every member of the roster, live and
+// revoked, this device first, then by name.
+func (c *Client) Devices(ctx context.Context) ([]Device, error) {
+	var ds []Device
+	err := c.do(ctx, http.MethodGet, "/api/v1/devices", nil, &ds)
+	return ds, err
+}
+
+// Invite is POST /api/v1/devices/invite: a new single-use invite code.
+// ErrForbidden when this device is not an admin.
+func (c *Client) Invite(ctx context.Context, req InviteRequest) (InviteResult, error) {
+	var res InviteResult
+	err := c.do(ctx, http.MethodPost, "/api/v1/devices/invite", req, &res)
+	return res, err
+}
+
+// Revoke is POST /api/v1/devices/revoke: revokes the device with that name
+// or peer ID and returns it as now listed. ErrNotFound for an unknown
+// device, ErrConflict for one already revoked, ErrForbidden when this
+// device is not an admin.
+func (c *Client) Revoke(ctx context.Context, device string) (Device, error) {
+	var d Device
+	err := c.do(ctx, http.MethodPost, "/api/v1/devices/revoke", DeviceRequest{Device: device}, &d)
+	return d, err
+}
+
+// Rename is POST /api/v1/devices/rename. ErrConflict when name is taken.
+func (c *Client) Rename(ctx context.Context, device, name string) (Device, error) {
+	var d Device
+	err := c.do(ctx, http.MethodPost, "/api/v1/devices/rename", DeviceRequest{Device: device, Name: name}, &d)
+	return d, err
+}
+
+// Join is POST /api/v1/join: the running daemon redeems an invite code
+// and returns the cloud it joined. ErrConflict when the home already
+// belongs to a cloud; ErrForbidden when the inviter refused the code.
+func (c *Client) Join(ctx context.Context, req JoinRequest) (CloudInfo, error) {
+	var ci CloudInfo
+	err := c.do(ctx, http.MethodPost, "/api/v1/join", req, &ci)
+	return ci, err
+}
+
+// DNSDS is GET /api/v1/dns/ds: the DS and DNSKEY of the served zone.
+func (c *Client) DNSDS(ctx context.Context) (DNSDS, error) {
+	var d DNSDS
+	err := c.do(ctx, http.MethodGet, "/api/v1/dns/ds", nil, &d)
+	return d, err
+}
+
+// DNSPublish is POST /api/v1/dns/publish: pushes the cloud's records to
+// dns.primary. ErrConflict when dns.zone, dns.primary or dns.tsig is unset.
+func (c *Client) DNSPublish(ctx context.Context) (DNSPublishResult, error) {
+	var res DNSPublishResult
+	err := c.do(ctx, http.MethodPost, "/api/v1/dns/publish", struct{}{}, &res)
+	return res, err
+}
+
 // Metrics returns the Prometheus text exposition from GET /metrics.
 func (c *Client) Metrics(ctx context.Context) ([]byte, error) {
 	resp, err := c.send(ctx, http.MethodGet, "/metrics", nil)

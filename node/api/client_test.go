@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/multiformats/go-multiaddr"
@@ -77,6 +78,38 @@ func TestClientRoundTrip(t *testing.T) {
 	if err != nil || g != f.getRes || f.gotGet.Output != "/tmp/o" {
 		t.Errorf("Get = %+v, %v", g, err)
 	}
+
+	ci, err := cl.Cloud(ctx)
+	if err != nil || ci != f.cloud {
+		t.Errorf("Cloud = %+v, %v", ci, err)
+	}
+	f.devices[0].Added = time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+	ds, err := cl.Devices(ctx)
+	if err != nil || !cmp.Equal(ds, f.devices) {
+		t.Errorf("Devices: %v %s", err, cmp.Diff(f.devices, ds))
+	}
+	inv, err := cl.Invite(ctx, InviteRequest{TTL: "5m", Admin: true})
+	if err != nil || inv.Code != f.invite.Code || f.gotInvite != (InviteRequest{TTL: "5m", Admin: true}) {
+		t.Errorf("Invite = %+v, %v; backend got %+v", inv, err, f.gotInvite)
+	}
+	d, err := cl.Revoke(ctx, "phone")
+	if err != nil || !d.Revoked || f.gotDevice != (DeviceRequest{Device: "phone"}) {
+		t.Errorf("Revoke = %+v, %v; backend got %+v", d, err, f.gotDevice)
+	}
+	d, err = cl.Rename(ctx, "phone", "tablet")
+	if err != nil || d.Name != "tablet" || f.gotDevice != (DeviceRequest{Device: "phone", Name: "tablet"}) {
+		t.Errorf("Rename = %+v, %v; backend got %+v", d, err, f.gotDevice)
+	}
+	jr := JoinRequest{Code: "pcnode1x", Name: "b", Role: "server", Admin: true}
+	if ci, err := cl.Join(ctx, jr); err != nil || ci != f.cloud || f.gotJoin != jr {
+		t.Errorf("Join = %+v, %v; backend got %+v", ci, err, f.gotJoin)
+	}
+	if got, err := cl.DNSDS(ctx); err != nil || got != f.ds {
+		t.Errorf("DNSDS = %+v, %v", got, err)
+	}
+	if got, err := cl.DNSPublish(ctx); err != nil || !cmp.Equal(got, f.publish) {
+		t.Errorf("DNSPublish = %+v, %v", got, err)
+	}
 }
 
 func TestClientErrorKinds(t *testing.T) {
@@ -98,6 +131,14 @@ func TestClientErrorKinds(t *testing.T) {
 			}, ErrOffline, "start the daemon"},
 		{"add invalid", func(f *fakeBackend) { f.addErr = Errorf(ErrInvalid, "path must be absolute") },
 			func(cl *Client) error { _, err := cl.Add(t.Context(), AddRequest{Path: "rel"}, nil); return err }, ErrInvalid, "absolute"},
+		{"revoke not admin", func(f *fakeBackend) { f.adminErr = Errorf(ErrForbidden, "this device is not an admin") },
+			func(cl *Client) error { _, err := cl.Revoke(t.Context(), "x"); return err }, ErrForbidden, "not an admin"},
+		{"rename taken", func(f *fakeBackend) { f.adminErr = Errorf(ErrConflict, "name taken") },
+			func(cl *Client) error { _, err := cl.Rename(t.Context(), "x", "y"); return err }, ErrConflict, "name taken"},
+		{"cloud none", func(f *fakeBackend) { f.cloudErr = Errorf(ErrNotFound, "no cloud") },
+			func(cl *Client) error { _, err := cl.Cloud(t.Context()); return err }, ErrNotFound, "no cloud"},
+		{"publish unset", func(f *fakeBackend) { f.dnsErr = Errorf(ErrConflict, "dns.primary is not set") },
+			func(cl *Client) error { _, err := cl.DNSPublish(t.Context()); return err }, ErrConflict, "dns.primary"},
 		{"wrong token", nil, func(cl *Client) error {
 			_, err := NewClient(cl.base, "bad", nil).Status(t.Context())
 			return err

@@ -21,9 +21,16 @@ const (
 // them (see Errorf); the handler maps them to HTTP status codes and the
 // Client maps the codes back, so errors.Is works on both sides.
 var (
-	ErrInvalid  = errors.New("invalid request")   // 400: the caller must change the request
-	ErrNotFound = errors.New("not found")         // 404: no such content, pin or path
-	ErrOffline  = errors.New("node is offline")   // 503: needs networking; start the daemon
+	ErrInvalid  = errors.New("invalid request") // 400: the caller must change the request
+	ErrNotFound = errors.New("not found")       // 404: no such content, pin or path
+	ErrOffline  = errors.New("node is offline") // 503: needs networking; start the daemon
+	// ErrForbidden: the request is understood but refused: this device is
+	// not an admin of its cloud, or an invite was refused (403).
+	ErrForbidden = errors.New("forbidden")
+	// ErrConflict: the request clashes with the node's state or settings:
+	// the home already belongs to a cloud, a name is taken, a device is
+	// already revoked, a needed setting is missing (409).
+	ErrConflict = errors.New("conflict")
 	ErrNoDaemon = errors.New("no daemon running") // the home has no reachable daemon (Client only)
 )
 
@@ -38,7 +45,8 @@ func (e *kindError) Error() string   { return e.err.Error() }
 func (e *kindError) Unwrap() []error { return []error{e.kind, e.err} }
 
 // Errorf formats an error like fmt.Errorf and marks it with kind (one of
-// ErrInvalid, ErrNotFound, ErrOffline) without changing its message.
+// ErrInvalid, ErrNotFound, ErrOffline, ErrForbidden, ErrConflict) without
+// changing its message.
 func Errorf(kind error, format string, args ...any) error {
 	return &kindError{kind: kind, err: fmt.Errorf(format, args...)}
 }
@@ -67,6 +75,10 @@ func StatusCode(err error) int {
 		return http.StatusNotFound
 	case errors.Is(err, ErrOffline):
 		return http.StatusServiceUnavailable
+	case errors.Is(err, ErrForbidden):
+		return http.StatusForbidden
+	case errors.Is(err, ErrConflict):
+		return http.StatusConflict
 	case errors.Is(err, context.DeadlineExceeded):
 		return http.StatusGatewayTimeout
 	}
@@ -86,6 +98,10 @@ func kindOf(code int) error {
 		return ErrNotFound
 	case http.StatusServiceUnavailable:
 		return ErrOffline
+	case http.StatusForbidden:
+		return ErrForbidden
+	case http.StatusConflict:
+		return ErrConflict
 	}
 	return nil
 }

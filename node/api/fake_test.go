@@ -37,6 +37,18 @@ type fakeBackend struct {
 	peers    []Peer
 	connErr  error
 
+	cloud     CloudInfo
+	cloudErr  error // Cloud, Devices, Join
+	devices   []Device
+	adminErr  error // Invite, Revoke, Rename
+	invite    InviteResult
+	gotInvite InviteRequest
+	gotDevice DeviceRequest
+	gotJoin   JoinRequest
+	ds        DNSDS
+	publish   DNSPublishResult
+	dnsErr    error
+
 	progress [][2]int64    // reported by Add, Get and Verify before returning
 	waitSeen chan struct{} // closed by the test when it saw progress
 	gotAdd   AddRequest
@@ -168,6 +180,58 @@ func (f *fakeBackend) Connect(_ context.Context, a multiaddr.Multiaddr) (Peer, e
 		return Peer{}, f.connErr
 	}
 	return Peer{ID: "12D3KooWfake", Addrs: []string{a.String()}}, nil
+}
+
+func (f *fakeBackend) Cloud(context.Context) (CloudInfo, error) {
+	f.record("cloud")
+	return f.cloud, f.cloudErr
+}
+
+func (f *fakeBackend) Devices(context.Context) ([]Device, error) {
+	f.record("devices")
+	return f.devices, f.cloudErr
+}
+
+func (f *fakeBackend) Join(_ context.Context, req JoinRequest) (CloudInfo, error) {
+	f.record("join")
+	f.mu.Lock()
+	f.gotJoin = req
+	f.mu.Unlock()
+	return f.cloud, f.cloudErr
+}
+
+func (f *fakeBackend) Invite(_ context.Context, req InviteRequest) (InviteResult, error) {
+	f.record("devices/invite")
+	f.mu.Lock()
+	f.gotInvite = req
+	f.mu.Unlock()
+	return f.invite, f.adminErr
+}
+
+func (f *fakeBackend) Revoke(_ context.Context, device string) (Device, error) {
+	f.record("devices/revoke")
+	f.mu.Lock()
+	f.gotDevice = DeviceRequest{Device: device}
+	f.mu.Unlock()
+	return Device{Name: device, Revoked: true}, f.adminErr
+}
+
+func (f *fakeBackend) Rename(_ context.Context, device, name string) (Device, error) {
+	f.record("devices/rename")
+	f.mu.Lock()
+	f.gotDevice = DeviceRequest{Device: device, Name: name}
+	f.mu.Unlock()
+	return Device{Name: name}, f.adminErr
+}
+
+func (f *fakeBackend) DNSDS(context.Context) (DNSDS, error) {
+	f.record("dns/ds")
+	return f.ds, f.dnsErr
+}
+
+func (f *fakeBackend) DNSPublish(context.Context) (DNSPublishResult, error) {
+	f.record("dns/publish")
+	return f.publish, f.dnsErr
 }
 
 // seekCloser is a ReadSeekCloser that, with cut > 0, fails after cut bytes.

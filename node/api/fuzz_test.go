@@ -99,3 +99,42 @@ func FuzzClassifyLine(f *testing.F) {
 		}
 	})
 }
+
+func FuzzDecodeCloudRequests(f *testing.F) {
+	for _, s := range []string{`{"ttl":"15m","admin":true}`, `{"ttl":"-1s"}`, `{"ttl":"9999999h"}`, `{}`,
+		`{"device":"phone"}`, `{"device":"phone","name":"tablet"}`, `{"code":"pcnode1x","name":"b","role":"server","admin":true}`,
+		`{"code":"x","role":"king"}`, `{"device":1}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var inv InviteRequest
+		err := decodeInviteRequest(strings.NewReader(string(b)), &inv)
+		if err != nil && !errors.Is(err, ErrInvalid) {
+			t.Fatalf("invite: %v", err)
+		}
+		if err == nil {
+			d, err := ParseInviteTTL(inv.TTL)
+			if err != nil || d < 0 || d > MaxInviteTTL {
+				t.Fatalf("accepted ttl %q: %v %v", inv.TTL, d, err)
+			}
+		}
+		for _, rename := range []bool{false, true} {
+			var d DeviceRequest
+			err := decodeDeviceRequest(strings.NewReader(string(b)), &d, rename)
+			if err != nil && !errors.Is(err, ErrInvalid) {
+				t.Fatalf("device: %v", err)
+			}
+			if err == nil && (d.Device == "" || rename && d.Name == "") {
+				t.Fatalf("accepted %q (rename %v) without device or name", b, rename)
+			}
+		}
+		var j JoinRequest
+		err = decodeJoinRequest(strings.NewReader(string(b)), &j)
+		if err != nil && !errors.Is(err, ErrInvalid) {
+			t.Fatalf("join: %v", err)
+		}
+		if err == nil && (j.Code == "" || j.Role != "" && j.Role != "device" && j.Role != "server") {
+			t.Fatalf("accepted join %+v", j)
+		}
+	})
+}

@@ -77,20 +77,28 @@ func NewHandler(b Backend, cfg HandlerConfig) http.Handler {
 	}
 	h := &handler{b: b, cfg: cfg, log: log}
 	h.route = map[string]route{
-		"/api/v1/status":        {http.MethodGet, h.status},
-		"/api/v1/add":           {http.MethodPost, h.add},
-		"/api/v1/cat":           {http.MethodGet, h.cat},
-		"/api/v1/get":           {http.MethodPost, h.get},
-		"/api/v1/ls":            {http.MethodGet, h.ls},
-		"/api/v1/pin/add":       {http.MethodPost, h.pinAdd},
-		"/api/v1/pin/rm":        {http.MethodPost, h.pinRm},
-		"/api/v1/pin/ls":        {http.MethodGet, h.pinLs},
-		"/api/v1/gc":            {http.MethodPost, h.gc},
-		"/api/v1/repo/verify":   {http.MethodPost, h.verify},
-		"/api/v1/repo/stat":     {http.MethodGet, h.repoStat},
-		"/api/v1/peers":         {http.MethodGet, h.peers},
-		"/api/v1/peers/connect": {http.MethodPost, h.connect},
-		"/metrics":              {http.MethodGet, h.metrics},
+		"/api/v1/status":         {http.MethodGet, h.status},
+		"/api/v1/add":            {http.MethodPost, h.add},
+		"/api/v1/cat":            {http.MethodGet, h.cat},
+		"/api/v1/get":            {http.MethodPost, h.get},
+		"/api/v1/ls":             {http.MethodGet, h.ls},
+		"/api/v1/pin/add":        {http.MethodPost, h.pinAdd},
+		"/api/v1/pin/rm":         {http.MethodPost, h.pinRm},
+		"/api/v1/pin/ls":         {http.MethodGet, h.pinLs},
+		"/api/v1/gc":             {http.MethodPost, h.gc},
+		"/api/v1/repo/verify":    {http.MethodPost, h.verify},
+		"/api/v1/repo/stat":      {http.MethodGet, h.repoStat},
+		"/api/v1/peers":          {http.MethodGet, h.peers},
+		"/api/v1/peers/connect":  {http.MethodPost, h.connect},
+		"/api/v1/cloud":          {http.MethodGet, h.cloud},
+		"/api/v1/devices":        {http.MethodGet, h.devices},
+		"/api/v1/devices/invite": {http.MethodPost, h.invite},
+		"/api/v1/devices/revoke": {http.MethodPost, h.revoke},
+		"/api/v1/devices/rename": {http.MethodPost, h.rename},
+		"/api/v1/join":           {http.MethodPost, h.join},
+		"/api/v1/dns/ds":         {http.MethodGet, h.dnsDS},
+		"/api/v1/dns/publish":    {http.MethodPost, h.dnsPublish},
+		"/metrics":               {http.MethodGet, h.metrics},
 	}
 	return h
 }
@@ -333,6 +341,69 @@ func (h *handler) connect(w http.ResponseWriter, r *http.Request) {
 	h.reply(w, r, p, err)
 }
 
+func (h *handler) cloud(w http.ResponseWriter, r *http.Request) {
+	ci, err := h.b.Cloud(r.Context())
+	h.reply(w, r, ci, err)
+}
+
+func (h *handler) devices(w http.ResponseWriter, r *http.Request) {
+	ds, err := h.b.Devices(r.Context())
+	if ds == nil {
+		ds = []Device{}
+	}
+	h.reply(w, r, ds, err)
+}
+
+func (h *handler) invite(w http.ResponseWriter, r *http.Request) {
+	var req InviteRequest
+	if err := decodeInviteRequest(r.Body, &req); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	res, err := h.b.Invite(r.Context(), req)
+	h.reply(w, r, res, err)
+}
+
+func (h *handler) revoke(w http.ResponseWriter, r *http.Request) {
+	var req DeviceRequest
+	if err := decodeDeviceRequest(r.Body, &req, false); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	d, err := h.b.Revoke(r.Context(), req.Device)
+	h.reply(w, r, d, err)
+}
+
+func (h *handler) rename(w http.ResponseWriter, r *http.Request) {
+	var req DeviceRequest
+	if err := decodeDeviceRequest(r.Body, &req, true); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	d, err := h.b.Rename(r.Context(), req.Device, req.Name)
+	h.reply(w, r, d, err)
+}
+
+func (h *handler) join(w http.ResponseWriter, r *http.Request) {
+	var req JoinRequest
+	if err := decodeJoinRequest(r.Body, &req); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	ci, err := h.b.Join(r.Context(), req)
+	h.reply(w, r, ci, err)
+}
+
+func (h *handler) dnsDS(w http.ResponseWriter, r *http.Request) {
+	ds, err := h.b.DNSDS(r.Context())
+	h.reply(w, r, ds, err)
+}
+
+func (h *handler) dnsPublish(w http.ResponseWriter, r *http.Request) {
+	res, err := h.b.DNSPublish(r.Context())
+	h.reply(w, r, res, err)
+}
+
 func (h *handler) metrics(w http.ResponseWriter, r *http.Request) {
 	if h.cfg.Metrics == nil {
 		writeError(w, http.StatusNotFound, errors.New("metrics are not enabled on this node"))
@@ -542,6 +613,62 @@ func decodeConnectRequest(r io.Reader, req *ConnectRequest) error {
 	}
 	if req.Addr == "" {
 		return Errorf(ErrInvalid, `missing "addr": give a multiaddr ending in /p2p/<peer ID>`)
+	}
+	return nil
+}
+
+// MaxInviteTTL bounds InviteRequest.TTL: an invite is for walking to the
+// other device, not for leaving lying around.
+const MaxInviteTTL = 24 * time.Hour
+
+// ParseInviteTTL parses InviteRequest.TTL: "" is 0 (the default), else a
+// positive Go duration of at most MaxInviteTTL. A bad one is ErrInvalid.
+func ParseInviteTTL(s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, Errorf(ErrInvalid, "invalid ttl %q: want a duration such as 15m or 1h", s)
+	}
+	if d <= 0 || d > MaxInviteTTL {
+		return 0, Errorf(ErrInvalid, "invalid ttl %q: want more than 0 and at most %s", s, MaxInviteTTL)
+	}
+	return d, nil
+}
+
+func decodeInviteRequest(r io.Reader, req *InviteRequest) error {
+	if err := decodeJSON(r, req); err != nil {
+		return err
+	}
+	_, err := ParseInviteTTL(req.TTL)
+	return err
+}
+
+func decodeDeviceRequest(r io.Reader, req *DeviceRequest, rename bool) error {
+	if err := decodeJSON(r, req); err != nil {
+		return err
+	}
+	if req.Device == "" {
+		return Errorf(ErrInvalid, `missing "device": give the device's name or peer ID`)
+	}
+	if rename && req.Name == "" {
+		return Errorf(ErrInvalid, `missing "name": give the device's new name`)
+	}
+	return nil
+}
+
+func decodeJoinRequest(r io.Reader, req *JoinRequest) error {
+	if err := decodeJSON(r, req); err != nil {
+		return err
+	}
+	if req.Code == "" {
+		return Errorf(ErrInvalid, `missing "code": give the invite code printed by pcnode invite`)
+	}
+	switch req.Role {
+	case "", "device", "server":
+	default:
+		return Errorf(ErrInvalid, `invalid "role" %q: want "device" or "server"`, req.Role)
 	}
 	return nil
 }

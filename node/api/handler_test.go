@@ -98,6 +98,37 @@ func TestHandlerRoutes(t *testing.T) {
 		{name: "connect bad addr", method: "POST", target: "/api/v1/peers/connect", body: `{"addr":"127.0.0.1:4001"}`, auth: auth, wantCode: 400, wantBody: "invalid multiaddr"},
 		{name: "connect offline", method: "POST", target: "/api/v1/peers/connect", body: `{"addr":"/ip4/127.0.0.1/tcp/4001"}`, auth: auth,
 			fake: func(f *fakeBackend) { f.connErr = Errorf(ErrOffline, "node: connect: node is offline") }, wantCode: 503, wantBody: "node is offline"},
+		{name: "cloud", method: "GET", target: "/api/v1/cloud", auth: auth, wantCode: 200, wantBody: `"id":"k51cloud"`, wantCall: "cloud"},
+		{name: "cloud none", method: "GET", target: "/api/v1/cloud", auth: auth,
+			fake: func(f *fakeBackend) { f.cloudErr = Errorf(ErrNotFound, "no cloud: run pcnode join CODE") }, wantCode: 404, wantBody: "pcnode join", wantCall: "cloud"},
+		{name: "devices", method: "GET", target: "/api/v1/devices", auth: auth, wantCode: 200, wantBody: `"name":"laptop"`, wantCall: "devices"},
+		{name: "devices empty is a list", method: "GET", target: "/api/v1/devices", auth: auth,
+			fake: func(f *fakeBackend) { f.devices = nil }, wantCode: 200, wantBody: `[]`, wantCall: "devices"},
+		{name: "invite", method: "POST", target: "/api/v1/devices/invite", body: `{"ttl":"10m","admin":true}`, auth: auth, wantCode: 200, wantBody: `"code":"pcnode1abc"`, wantCall: "devices/invite"},
+		{name: "invite default ttl", method: "POST", target: "/api/v1/devices/invite", body: `{}`, auth: auth, wantCode: 200, wantCall: "devices/invite"},
+		{name: "invite bad ttl", method: "POST", target: "/api/v1/devices/invite", body: `{"ttl":"soon"}`, auth: auth, wantCode: 400, wantBody: "15m"},
+		{name: "invite ttl too long", method: "POST", target: "/api/v1/devices/invite", body: `{"ttl":"48h"}`, auth: auth, wantCode: 400, wantBody: "at most"},
+		{name: "invite not admin", method: "POST", target: "/api/v1/devices/invite", body: `{}`, auth: auth,
+			fake: func(f *fakeBackend) { f.adminErr = Errorf(ErrForbidden, "this device is not an admin") }, wantCode: 403, wantBody: "not an admin", wantCall: "devices/invite"},
+		{name: "invite offline", method: "POST", target: "/api/v1/devices/invite", body: `{}`, auth: auth,
+			fake: func(f *fakeBackend) { f.adminErr = Errorf(ErrOffline, "start pcnode daemon") }, wantCode: 503, wantCall: "devices/invite"},
+		{name: "revoke", method: "POST", target: "/api/v1/devices/revoke", body: `{"device":"phone"}`, auth: auth, wantCode: 200, wantBody: `"revoked":true`, wantCall: "devices/revoke"},
+		{name: "revoke no device", method: "POST", target: "/api/v1/devices/revoke", body: `{}`, auth: auth, wantCode: 400, wantBody: `missing \"device\"`},
+		{name: "revoke unknown", method: "POST", target: "/api/v1/devices/revoke", body: `{"device":"nope"}`, auth: auth,
+			fake: func(f *fakeBackend) { f.adminErr = Errorf(ErrNotFound, "no device nope") }, wantCode: 404, wantCall: "devices/revoke"},
+		{name: "revoke again", method: "POST", target: "/api/v1/devices/revoke", body: `{"device":"phone"}`, auth: auth,
+			fake: func(f *fakeBackend) { f.adminErr = Errorf(ErrConflict, "already revoked") }, wantCode: 409, wantBody: "already revoked", wantCall: "devices/revoke"},
+		{name: "rename", method: "POST", target: "/api/v1/devices/rename", body: `{"device":"phone","name":"tablet"}`, auth: auth, wantCode: 200, wantBody: `"name":"tablet"`, wantCall: "devices/rename"},
+		{name: "rename no name", method: "POST", target: "/api/v1/devices/rename", body: `{"device":"phone"}`, auth: auth, wantCode: 400, wantBody: `missing \"name\"`},
+		{name: "join", method: "POST", target: "/api/v1/join", body: `{"code":"pcnode1x","name":"b"}`, auth: auth, wantCode: 200, wantBody: `"id":"k51cloud"`, wantCall: "join"},
+		{name: "join no code", method: "POST", target: "/api/v1/join", body: `{"name":"b"}`, auth: auth, wantCode: 400, wantBody: `missing \"code\"`},
+		{name: "join bad role", method: "POST", target: "/api/v1/join", body: `{"code":"pcnode1x","role":"king"}`, auth: auth, wantCode: 400, wantBody: "role"},
+		{name: "join has cloud", method: "POST", target: "/api/v1/join", body: `{"code":"pcnode1x"}`, auth: auth,
+			fake: func(f *fakeBackend) { f.cloudErr = Errorf(ErrConflict, "already belongs to cloud k51") }, wantCode: 409, wantCall: "join"},
+		{name: "dns ds", method: "GET", target: "/api/v1/dns/ds", auth: auth, wantCode: 200, wantBody: `"ds":"example.test.`, wantCall: "dns/ds"},
+		{name: "dns publish unset", method: "POST", target: "/api/v1/dns/publish", auth: auth,
+			fake: func(f *fakeBackend) { f.dnsErr = Errorf(ErrConflict, "dns.primary is not set") }, wantCode: 409, wantBody: "dns.primary", wantCall: "dns/publish"},
+		{name: "dns publish", method: "POST", target: "/api/v1/dns/publish", auth: auth, wantCode: 200, wantBody: `"added":[`, wantCall: "dns/publish"},
 		{name: "metrics need auth", method: "GET", target: "/metrics", wantCode: 401},
 		{name: "metrics", method: "GET", target: "/metrics", auth: auth, wantCode: 200, wantBody: "pcnode_test 1"},
 		{name: "metrics disabled", method: "GET", target: "/metrics", auth: auth, noMetric: true, wantCode: 404},
@@ -160,7 +191,7 @@ func TestHandlerRoutes(t *testing.T) {
 			if called != tt.wantCall && !(tt.wantCall == "" && rec.Code >= 400) {
 				t.Errorf("backend calls = %q, want %q", called, tt.wantCall)
 			}
-			if tt.wantCall == "" && rec.Code >= 400 && rec.Code != 404 && rec.Code != 500 && rec.Code != 503 && len(f.calls) > 0 {
+			if tt.wantCall == "" && rec.Code >= 400 && rec.Code != 404 && rec.Code != 500 && rec.Code != 503 && rec.Code != 409 && len(f.calls) > 0 {
 				t.Errorf("backend called (%q) for a refused request", called)
 			}
 		})
@@ -179,6 +210,11 @@ func newFake(c cid.Cid) *fakeBackend {
 		verify:  VerifyResult{Checked: 7, Corrupt: []string{}},
 		stat:    RepoStat{Blocks: 5, Bytes: 500, Pins: 1, Path: "/x/data"},
 		peers:   []Peer{{ID: "12D3KooWother", Addrs: []string{"/ip4/127.0.0.1/tcp/2"}, Direction: "inbound"}},
+		cloud:   CloudInfo{ID: "k51cloud", Device: "laptop", Admin: true, Version: 2, Members: 2},
+		devices: []Device{{Name: "laptop", ID: "12D3KooWme", Role: "device", Self: true}},
+		invite:  InviteResult{Code: "pcnode1abc", Cloud: "k51cloud"},
+		ds:      DNSDS{Zone: "example.test.", DS: "example.test.\t3600\tIN\tDS\t1 13 2 AB"},
+		publish: DNSPublishResult{Zone: "example.test.", Added: []string{"x"}, Removed: []string{}},
 	}
 }
 

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"io"
+	"time"
 
 	"github.com/ipfs/go-cid"
 	"github.com/multiformats/go-multiaddr"
@@ -47,6 +48,37 @@ type Peers interface {
 	Connect(ctx context.Context, addr multiaddr.Multiaddr) (Peer, error)
 }
 
+// Membership reads the device's cloud and joins one. Cloud and Devices
+// work offline (from the roster on disk); Join works offline too (it
+// starts a short-lived host of its own). A home with no cloud gives
+// ErrNotFound from Cloud and Devices; Join on a home that has one gives
+// ErrConflict.
+type Membership interface {
+	Cloud(ctx context.Context) (CloudInfo, error)
+	Devices(ctx context.Context) ([]Device, error)
+	Join(ctx context.Context, req JoinRequest) (CloudInfo, error)
+}
+
+// Administration changes the cloud; it needs the cloud key (ErrForbidden
+// on a device that is not an admin). Invite needs a running daemon
+// (ErrOffline), since the joiner dials it; Revoke and Rename work offline
+// and the new roster reaches the other devices when they next connect.
+// An unknown device is ErrNotFound; an already revoked one, or a name in
+// use, ErrConflict.
+type Administration interface {
+	Invite(ctx context.Context, req InviteRequest) (InviteResult, error)
+	Revoke(ctx context.Context, device string) (Device, error)
+	Rename(ctx context.Context, device, name string) (Device, error)
+}
+
+// DNS serves the person's zone and publishes it. Both need dns.zone
+// (ErrConflict when unset); DNSPublish needs a running daemon (ErrOffline)
+// and dns.primary and dns.tsig.
+type DNS interface {
+	DNSDS(ctx context.Context) (DNSDS, error)
+	DNSPublish(ctx context.Context) (DNSPublishResult, error)
+}
+
 // Backend is everything the handler and the CLI use.
 type Backend interface {
 	Statuser
@@ -54,6 +86,9 @@ type Backend interface {
 	Pinner
 	Repo
 	Peers
+	Membership
+	Administration
+	DNS
 }
 
 // ProgressFunc receives progress of long work: done and total in the
@@ -71,6 +106,8 @@ type Status struct {
 	Home    string   `json:"home"`
 	Online  bool     `json:"online"` // false when the home was opened without networking
 	Peers   int      `json:"peers"`
+	Cloud   string   `json:"cloud,omitempty"` // cloud ID; absent when the home belongs to no cloud
+	DNS     string   `json:"dns,omitempty"`   // address the authoritative DNS server answers on; absent when off
 }
 
 // AddRequest is POST /api/v1/add. Path is absolute and on the daemon's
@@ -177,4 +214,110 @@ type Error struct {
 type Progress struct {
 	Done  int64 `json:"done"`
 	Total int64 `json:"total,omitempty"`
+}
+
+// CloudInfo is GET /api/v1/cloud: this device's cloud as its roster says.
+type CloudInfo struct {
+	ID      string `json:"id"`      // the cloud ID (k51…)
+	Device  string `json:"device"`  // this device's name in the roster
+	PeerID  string `json:"peer_id"` // this device's peer ID
+	Role    string `json:"role"`    // this device's role: "device" or "server"
+	Admin   bool   `json:"admin"`   // this device holds the cloud key
+	Revoked bool   `json:"revoked"` // this device has been revoked from the cloud
+	Version uint64 `json:"version"` // roster version
+	Members int    `json:"members"` // live (not revoked) members, this device included
+	// RevokedCount is how many devices were ever revoked.
+	RevokedCount int `json:"revoked_count"`
+	// PendingInvites are issued invites neither used nor expired (admins only).
+	PendingInvites int  `json:"pending_invites"`
+	Online         bool `json:"online"` // false when read from disk without a daemon
+}
+
+// Device is one member of the cloud in GET /api/v1/devices, live or
+// revoked. The fields after Self describe the connection and are filled
+// only by a running daemon.
+type Device struct {
+	Name    string    `json:"name"`
+	ID      string    `json:"id"`   // peer ID
+	Role    string    `json:"role"` // "device" or "server"
+	Admin   bool      `json:"admin"`
+	Revoked bool      `json:"revoked"`
+	Added   time.Time `json:"added"`
+	// RevokedAt is when it was revoked; absent when live.
+	RevokedAt time.Time `json:"revoked_at,omitzero"`
+	Self      bool      `json:"self"` // this device
+
+	// Connected: some connection to the device is open now.
+	Connected bool `json:"connected"`
+	// Sources says how it was found: "mdns", "dht", "dns", "remembered",
+	// "manual", "inbound".
+	Sources []string `json:"sources,omitempty"`
+	// Path is "direct" or "relayed" while connected, else absent; Relay
+	// names the relay of a relayed path.
+	Path  string `json:"path,omitempty"`
+	Relay string `json:"relay,omitempty"`
+	// WhyNotDirect explains a relayed or missing connection.
+	WhyNotDirect string `json:"why_not_direct,omitempty"`
+	// LatencyMS is the moving average of pings, in milliseconds; 0 when unknown.
+	LatencyMS float64 `json:"latency_ms,omitempty"`
+	// LastSeen is when a discovery source last reported it, or it last connected.
+	LastSeen time.Time `json:"last_seen,omitzero"`
+	// Addrs are its known addresses (without /p2p/<id>).
+	Addrs []string `json:"addrs,omitempty"`
+}
+
+// InviteRequest is POST /api/v1/devices/invite.
+type InviteRequest struct {
+	// TTL is how long the invite stays valid, a Go duration ("15m", "1h");
+	// "" means 15 minutes. At most 24h.
+	TTL string `json:"ttl,omitempty"`
+	// Admin lets the joiner become an admin (receive the cloud key).
+	Admin bool `json:"admin,omitempty"`
+}
+
+// InviteResult is the answer to POST /api/v1/devices/invite. Code is
+// single-use; show it as text or with cloud.WriteQR.
+type InviteResult struct {
+	Code    string    `json:"code"`
+	Expires time.Time `json:"expires"`
+	Cloud   string    `json:"cloud"` // cloud ID
+	Admin   bool      `json:"admin"`
+	Addrs   []string  `json:"addrs"` // where the joiner dials this device (full multiaddrs)
+}
+
+// DeviceRequest is POST /api/v1/devices/revoke and /api/v1/devices/rename.
+type DeviceRequest struct {
+	Device string `json:"device"`         // the device's name or peer ID
+	Name   string `json:"name,omitempty"` // the new name (rename only)
+}
+
+// JoinRequest is POST /api/v1/join.
+type JoinRequest struct {
+	Code string `json:"code"` // the invite code, "pcnode1…"
+	// Name is this device's name in the roster; "" means the name setting
+	// (by default the host name).
+	Name string `json:"name,omitempty"`
+	// Role is "device" or "server"; "" means the role setting.
+	Role string `json:"role,omitempty"`
+	// Admin asks for the cloud key; the invite must allow it.
+	Admin bool `json:"admin,omitempty"`
+}
+
+// DNSDS is GET /api/v1/dns/ds: the zone's DNSSEC key and the DS record to
+// enter at the parent zone (the registrar).
+type DNSDS struct {
+	Zone   string `json:"zone"`   // fully qualified, e.g. "example.org."
+	DS     string `json:"ds"`     // DS record, zone-file text (also a valid dns.trust_anchor)
+	DNSKEY string `json:"dnskey"` // DNSKEY record, zone-file text
+	KeyTag uint16 `json:"key_tag"`
+}
+
+// DNSPublishResult is POST /api/v1/dns/publish: what the RFC 2136 update
+// changed at dns.primary, each record in zone-file text. Both are empty
+// when the zone was already current.
+type DNSPublishResult struct {
+	Zone    string   `json:"zone"`
+	Primary string   `json:"primary"`
+	Added   []string `json:"added"`
+	Removed []string `json:"removed"`
 }
