@@ -40,6 +40,12 @@ func (m *memberSet) IsMember(p peer.ID) bool {
 	return m.ids[p]
 }
 
+func (m *memberSet) add(p peer.ID) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.ids[p] = true
+}
+
 func (m *memberSet) remove(p peer.ID) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -17,6 +17,7 @@ import (
 	dssync "github.com/ipfs/go-datastore/sync"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
 )
@@ -121,6 +122,10 @@ func TestNewChecksConfig(t *testing.T) {
 		{"local bootstrap by DNS name", func(c *Config) {
 			c.Bootstrap = []peer.AddrInfo{{ID: otherID, Addrs: []multiaddr.Multiaddr{multiaddr.StringCast("/dns4/localhost/tcp/4001")}}}
 		}},
+		{"unknown DHT mode", func(c *Config) { c.DHT = "both" }},
+		{"short rendezvous secret", func(c *Config) { c.RendezvousSecret = []byte("short") }},
+		{"negative DNS interval", func(c *Config) { c.DNSInterval = -time.Second }},
+		{"unknown mDNS toggle", func(c *Config) { c.MDNS = 7 }},
 		{"bootstrap without peer id", func(c *Config) {
 			c.Bootstrap = []peer.AddrInfo{{Addrs: []multiaddr.Multiaddr{multiaddr.StringCast("/ip4/127.0.0.1/tcp/4001")}}}
 		}},
@@ -196,6 +201,33 @@ func TestProfileDefaults(t *testing.T) {
 	}
 	if len(loc.s.bootstrap) != 0 {
 		t.Errorf("local bootstrap = %v, want none", loc.s.bootstrap)
+	}
+	for _, tt := range []struct {
+		name      string
+		got, want any
+	}{
+		{"default DHT mode", def.s.dht, DHTAuto},
+		{"default DHT prefix", def.s.dhtPrefix, protocol.ID("/ipfs")},
+		{"default mDNS", def.s.mdns, true},
+		{"local DHT mode", loc.s.dht, DHTServer},
+		{"local mDNS", loc.s.mdns, false},
+		{"rendezvous interval", loc.s.rvInterval, DefaultRendezvousInterval},
+		{"DNS interval", loc.s.dnsInterval, DefaultDNSInterval},
+	} {
+		if tt.got != tt.want {
+			t.Errorf("%s = %v, want %v", tt.name, tt.got, tt.want)
+		}
+	}
+	locMDNS, err := New(Config{Key: key, Blockstore: bs, Profile: ProfileLocal, MDNS: ToggleOn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defOff, err := New(Config{Key: key, Blockstore: bs, MDNS: ToggleOff})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !locMDNS.s.mdns || defOff.s.mdns {
+		t.Errorf("explicit mDNS toggles ignored: local on %v, default off %v", locMDNS.s.mdns, defOff.s.mdns)
 	}
 	if _, ok := loc.gater.(localGater); !ok {
 		t.Errorf("local gater = %T, want localGater", loc.gater)
