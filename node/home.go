@@ -10,11 +10,13 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"golang.org/x/sys/unix"
 
 	"github.com/pcnode/pcnode/node/api"
+	"github.com/pcnode/pcnode/node/cloud"
 )
 
 // Files and directories inside a node's home.
@@ -24,6 +26,9 @@ const (
 	DataDir    = "data"        // the block store
 	LockFile   = "lock"        // flock held by the process that has the home open for writing
 	PIDFile    = "daemon.pid"  // pid of a running daemon
+	CloudDir   = "cloud"       // the cloud's roster, secret and (admins) key: see node/cloud
+	DNSKeyFile = "dns.key"     // the served zone's DNSSEC key (PEM PKCS #8), mode 0600, made on first use
+	PeersFile  = "peers.json"  // last-known addresses of sibling devices
 	// api.APIFile ("api") and api.TokenFile ("api.token") complete the set.
 )
 
@@ -37,6 +42,9 @@ var (
 	// ErrHomeLocked is returned by Start when another process has the home
 	// open.
 	ErrHomeLocked = errors.New("home is in use by another pcnode")
+	// ErrHasCloud is returned by Join for a home that already belongs to a
+	// cloud.
+	ErrHasCloud = errors.New("home already belongs to a cloud")
 )
 
 // DefaultHome returns the home directory to use when none is given:
@@ -69,14 +77,36 @@ type InitOptions struct {
 	// APIListen sets api.listen in the new config. Default 127.0.0.1:5480.
 	APIListen string
 	// Force replaces an existing config, key and token. The data directory
-	// is kept. Default false: Init refuses an initialised home.
+	// is kept; an existing cloud directory is moved aside to
+	// cloud.replaced-<unix time> (its roster names the old key). Default
+	// false: Init refuses an initialised home.
 	Force bool
+	// Name is the device's name in its cloud (the name key). Default: the
+	// host name.
+	Name string
+	// Role is "device" or "server" (the role key). Default "device".
+	Role string
+	// NoCloud skips creating a cloud, for a device that will join one
+	// (Join). Default false: Init creates a new cloud with this device as
+	// its only member and admin.
+	NoCloud bool
+}
+
+// defaultDeviceName is the host name, or "pcnode" when it is unusable as
+// a member name.
+func defaultDeviceName() string {
+	h, err := os.Hostname()
+	if err != nil || checkDeviceName(h) != nil {
+		return "pcnode"
+	}
+	return h
 }
 
 // Init creates a node's home: the directory (0700), a new device key, a new
-// API token and config.toml for the chosen profile. It needs no network and
-// refuses, with ErrAlreadyInitialized, a home that already has a config or
-// key unless opts.Force is set.
+// API token, a new cloud (unless opts.NoCloud) and config.toml for the
+// chosen profile. It needs no network and refuses, with
+// ErrAlreadyInitialized, a home that already has a config or key unless
+// opts.Force is set.
 func Init(home string, opts InitOptions) error {
 	if home == "" {
 		return fmt.Errorf("node: init: empty home directory")
@@ -91,6 +121,15 @@ func Init(home string, opts InitOptions) error {
 		if err := s.Set("api.listen", opts.APIListen); err != nil {
 			return fmt.Errorf("node: init %s: %w", home, err)
 		}
+	}
+	if opts.Name == "" {
+		opts.Name = defaultDeviceName()
+	}
+	if err := s.Set("name", opts.Name); err != nil {
+		return fmt.Errorf("node: init %s: %w", home, err)
+	}
+	if err := s.Set("role", opts.Role); err != nil {
+		return fmt.Errorf("node: init %s: %w", home, err)
 	}
 	if !opts.Force {
 		for _, f := range []string{ConfigFile, KeyFile} {
@@ -126,6 +165,20 @@ func Init(home string, opts InitOptions) error {
 	}
 	if err := writeFileAtomic(filepath.Join(home, api.TokenFile), []byte(hex.EncodeToString(tok)+"\n"), 0o600); err != nil {
 		return fmt.Errorf("node: init %s: %w", home, err)
+	}
+	cdir := filepath.Join(home, CloudDir)
+	if _, err := os.Stat(cdir); err == nil {
+		// Only with Force: the old roster names the old key, so the
+		// cloud is kept aside (it may hold the only copy of a cloud key).
+		aside := fmt.Sprintf("%s.replaced-%d", cdir, time.Now().Unix())
+		if err := os.Rename(cdir, aside); err != nil {
+			return fmt.Errorf("node: init %s: move old cloud aside: %w", home, err)
+		}
+	}
+	if !opts.NoCloud {
+		if _, err := cloud.Create(cdir, opts.Name, priv); err != nil {
+			return fmt.Errorf("node: init %s: %w", home, err)
+		}
 	}
 	if err := s.Save(home); err != nil {
 		return fmt.Errorf("node: init %s: %w", home, err)

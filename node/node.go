@@ -23,6 +23,7 @@ import (
 
 	"github.com/pcnode/pcnode/blobstore"
 	"github.com/pcnode/pcnode/node/api"
+	"github.com/pcnode/pcnode/node/cloud"
 	"github.com/pcnode/pcnode/p2p"
 )
 
@@ -70,12 +71,20 @@ type Node struct {
 	// GC holds it exclusively.
 	gcMu sync.RWMutex
 
+	// members is the cloud as p2p sees it; set at Start and by Join.
+	members membership
+	// joinMu makes joins one at a time; dnsKeyMu guards dns.key creation.
+	joinMu   sync.Mutex
+	dnsKeyMu sync.Mutex
+
 	mu      sync.Mutex
 	started bool
 	closed  bool
 	lock    *homeLock
 	store   *blobstore.Store
 	host    *p2p.Host
+	csvc    *cloud.Service // nil offline or without a cloud
+	dns     *dnsRecords    // nil offline or without dns.zone
 	dag     ipld.DAGService
 	srv     *http.Server
 	srvDone chan struct{}
@@ -207,7 +216,8 @@ func (n *Node) Start(ctx context.Context) error {
 }
 
 // wire is the one place where the node's parts are made and joined, in
-// order: lock, store, host, API. teardown undoes it in reverse.
+// order: lock, store, cloud state, host (with the cloud's membership
+// hooks), cloud service, DNS, API. teardown undoes it in reverse.
 func (n *Node) wire(ctx context.Context) error {
 	s := n.settings
 	l, err := lockHome(n.home)
@@ -226,6 +236,14 @@ func (n *Node) wire(ctx context.Context) error {
 	}
 	n.store = st
 
+	cs, err := loadCloud(n.home)
+	if err != nil {
+		return fmt.Errorf("node: start: %w", err)
+	}
+	if cs != nil {
+		n.members.set(cs)
+	}
+
 	if n.cfg.Offline {
 		n.dag = blobstore.NewDAG(st, nil)
 		return nil
@@ -243,6 +261,14 @@ func (n *Node) wire(ctx context.Context) error {
 		}
 		boot = append(boot, *ai)
 	}
+	dnsAddrs, err := n.dnsDiscovery()
+	if err != nil {
+		return fmt.Errorf("node: start: %w", err)
+	}
+	var secret []byte
+	if cs != nil {
+		secret = cs.Secret()
+	}
 	h, err := p2p.New(p2p.Config{
 		Key:         n.key,
 		Profile:     p2p.Profile(s.Profile),
@@ -252,6 +278,14 @@ func (n *Node) wire(ctx context.Context) error {
 		ConnLow:     s.P2P.ConnLow,
 		ConnHigh:    s.P2P.ConnHigh,
 		Logger:      n.log.With("component", "p2p"),
+		// The membership hooks read the cloud state through an adapter,
+		// so a cloud joined while the daemon runs takes effect at once.
+		Members:          &n.members,
+		Revoked:          n.members.Revoked,
+		RendezvousSecret: secret,
+		PeerStoreFile:    filepath.Join(n.home, PeersFile),
+		RelayService:     s.Role == RoleServer,
+		DNSAddrs:         dnsAddrs,
 	})
 	if err != nil {
 		return fmt.Errorf("node: start: %w", err)
@@ -261,6 +295,15 @@ func (n *Node) wire(ctx context.Context) error {
 		return fmt.Errorf("node: start: %w", err)
 	}
 	n.dag = blobstore.NewDAG(st, h.Exchange())
+
+	if cs != nil {
+		if err := n.startCloudLocked(ctx, cs); err != nil {
+			return err
+		}
+	}
+	if err := n.startDNSLocked(ctx); err != nil {
+		return err
+	}
 
 	ln, err := net.Listen("tcp", s.API.Listen)
 	if err != nil {
@@ -313,6 +356,18 @@ func (n *Node) teardown() error {
 		<-n.srvDone
 		n.inflight.Wait() // their contexts ended with their connections
 		n.srv = nil
+	}
+	if n.dns != nil {
+		if err := n.dns.close(); err != nil {
+			errs = append(errs, err)
+		}
+		n.dns = nil
+	}
+	if n.csvc != nil {
+		if err := n.csvc.Close(); err != nil {
+			errs = append(errs, err)
+		}
+		n.csvc = nil
 	}
 	if n.host != nil {
 		if err := n.host.Close(); err != nil {
@@ -414,6 +469,14 @@ func (n *Node) Status(ctx context.Context) (api.Status, error) {
 		}
 		st.Peers = len(h.Peers())
 	}
+	if cs := n.members.state(); cs != nil {
+		st.Cloud = cs.ID().String()
+	}
+	n.mu.Lock()
+	if n.dns != nil {
+		st.DNS = n.dns.addr()
+	}
+	n.mu.Unlock()
 	return st, nil
 }
 

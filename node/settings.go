@@ -10,10 +10,15 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/BurntSushi/toml"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/multiformats/go-multiaddr"
+
+	"github.com/pcnode/pcnode/dnslink"
+	"github.com/pcnode/pcnode/node/cloud"
 )
 
 // DefaultAPIListen is api.listen unless the config says otherwise: a fixed
@@ -30,12 +35,26 @@ const (
 // names ("api.listen"); docs/CONFIG.md lists them all. The zero value is
 // not meaningful; start from DefaultSettings or LoadSettings.
 type Settings struct {
-	Profile string        `toml:"profile"`
-	API     apiSettings   `toml:"api"`
-	P2P     p2pSettings   `toml:"p2p"`
-	Store   storeSettings `toml:"store"`
-	Log     logSettings   `toml:"log"`
+	Profile string `toml:"profile"`
+	// Name is this device's name in its cloud, used when the home creates
+	// or joins a cloud; "" means the host name.
+	Name string `toml:"name"`
+	// Role is RoleDevice or RoleServer; a server runs a relay for the
+	// cloud's members.
+	Role  string        `toml:"role"`
+	API   apiSettings   `toml:"api"`
+	P2P   p2pSettings   `toml:"p2p"`
+	Store storeSettings `toml:"store"`
+	Log   logSettings   `toml:"log"`
+	// DNS is the dns.* keys, as dnslink reads them (docs/DNS.md).
+	DNS dnslink.Config `toml:"dns"`
 }
+
+// Roles (the role key).
+const (
+	RoleDevice = "device" // a person's laptop, phone-class box, desktop
+	RoleServer = "server" // an always-on home server: relays for the cloud's members
+)
 
 type apiSettings struct {
 	Listen string `toml:"listen"`
@@ -61,9 +80,11 @@ type logSettings struct {
 func DefaultSettings() *Settings {
 	return &Settings{
 		Profile: ProfileDefault,
+		Role:    RoleDevice,
 		API:     apiSettings{Listen: DefaultAPIListen},
 		P2P:     p2pSettings{Listen: []string{}, Bootstrap: []string{}},
 		Log:     logSettings{Level: "info", Format: "text"},
+		DNS:     dnslink.Config{Servers: []string{}},
 	}
 }
 
@@ -84,6 +105,88 @@ var settingsTable = []setting{
 				return nil
 			}
 			return fmt.Errorf("must be %q or %q", ProfileDefault, ProfileLocal)
+		}},
+	{"name", "this device's name in its cloud; empty = the host name",
+		func(s *Settings) string { return s.Name },
+		func(s *Settings, v string) error {
+			if err := checkDeviceName(v); v != "" && err != nil {
+				return err
+			}
+			s.Name = v
+			return nil
+		}},
+	{"role", `"device" or "server" (a server relays for the cloud's members)`,
+		func(s *Settings) string { return s.Role },
+		func(s *Settings, v string) error {
+			switch v {
+			case RoleDevice, RoleServer:
+				s.Role = v
+				return nil
+			case "":
+				s.Role = RoleDevice
+				return nil
+			}
+			return fmt.Errorf("must be %q or %q", RoleDevice, RoleServer)
+		}},
+	{"dns.zone", "the person's domain, e.g. example.org; empty = DNS features off",
+		func(s *Settings) string { return s.DNS.Zone },
+		func(s *Settings, v string) error {
+			if v != "" && !isDomainName(v) {
+				return fmt.Errorf("%q is not a domain name", v)
+			}
+			s.DNS.Zone = v
+			return nil
+		}},
+	{"dns.listen", "host:port of the authoritative DNS server (UDP and TCP); empty = off",
+		func(s *Settings) string { return s.DNS.Listen },
+		func(s *Settings, v string) error {
+			if v != "" {
+				if err := checkHostPort(v, true); err != nil {
+					return err
+				}
+			}
+			s.DNS.Listen = v
+			return nil
+		}},
+	{"dns.servers", "comma-separated upstream resolvers, host:port; empty = /etc/resolv.conf",
+		func(s *Settings) string { return strings.Join(s.DNS.Servers, ",") },
+		func(s *Settings, v string) error {
+			l, err := parseList(v, func(x string) error { return checkHostPort(x, false) })
+			if err == nil {
+				s.DNS.Servers = l
+			}
+			return err
+		}},
+	{"dns.primary", "the zone's primary server for RFC 2136 updates, host[:port]; empty = not publishing",
+		func(s *Settings) string { return s.DNS.Primary },
+		func(s *Settings, v string) error {
+			if v != "" && strings.ContainsAny(v, " /,") {
+				return fmt.Errorf("want host or host:port")
+			}
+			s.DNS.Primary = v
+			return nil
+		}},
+	{"dns.tsig", "the RFC 2136 update key, name:algorithm:base64secret",
+		func(s *Settings) string { return s.DNS.TSIG },
+		func(s *Settings, v string) error {
+			if v != "" {
+				if _, err := dnslink.ParseTSIG(v); err != nil {
+					return err
+				}
+			}
+			s.DNS.TSIG = v
+			return nil
+		}},
+	{"dns.trust_anchor", "DS or DNSKEY record(s) where DNSSEC validation starts; empty = no validation",
+		func(s *Settings) string { return s.DNS.TrustAnchor },
+		func(s *Settings, v string) error {
+			if v != "" {
+				if _, err := dnslink.ParseTrustAnchor(v); err != nil {
+					return err
+				}
+			}
+			s.DNS.TrustAnchor = v
+			return nil
 		}},
 	{"api.listen", "host:port of the HTTP API, e.g. 127.0.0.1:5480",
 		func(s *Settings) string { return s.API.Listen },
@@ -295,6 +398,72 @@ func parseList(v string, check func(string) error) ([]string, error) {
 		out = append(out, f)
 	}
 	return out, nil
+}
+
+// checkHostPort accepts host:port with an IP or a host name; port 0 only
+// when zeroOK (a listen address).
+func checkHostPort(v string, zeroOK bool) error {
+	host, port, err := net.SplitHostPort(v)
+	if err != nil {
+		return fmt.Errorf("want host:port: %w", err)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 0 || p > 65535 || p == 0 && !zeroOK {
+		return fmt.Errorf("bad port %q", port)
+	}
+	if host == "" && !zeroOK {
+		return fmt.Errorf("missing host")
+	}
+	if host != "" && net.ParseIP(host) == nil && !isDomainName(host) {
+		return fmt.Errorf("bad host %q", host)
+	}
+	return nil
+}
+
+// isDomainName accepts host names as people type them: dot-separated
+// labels of 1 to 63 letters, digits, '-' or '_', an optional final dot,
+// at most 253 characters. miekg/dns accepts far more (any byte), which is
+// right for DNS data but not for a setting.
+func isDomainName(v string) bool {
+	v = strings.TrimSuffix(v, ".")
+	if v == "" || len(v) > 253 {
+		return false
+	}
+	for _, l := range strings.Split(v, ".") {
+		if l == "" || len(l) > 63 {
+			return false
+		}
+		for _, c := range l {
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// checkDeviceName applies the cloud's rules for a member's name (docs/CLOUD.md):
+// 1 to 64 bytes of printable UTF-8 without surrounding space.
+func checkDeviceName(v string) error {
+	switch {
+	case v == "":
+		return fmt.Errorf("empty name")
+	case len(v) > cloud.MaxNameLen:
+		return fmt.Errorf("name longer than %d bytes", cloud.MaxNameLen)
+	case !utf8.ValidString(v):
+		return fmt.Errorf("name is not UTF-8")
+	case strings.TrimSpace(v) != v:
+		return fmt.Errorf("name %q has surrounding space", v)
+	}
+	for _, c := range v {
+		if !unicode.IsPrint(c) {
+			return fmt.Errorf("name %q has a non-printable character", v)
+		}
+	}
+	if _, err := peer.Decode(v); err == nil {
+		return fmt.Errorf("name %q looks like a peer ID", v)
+	}
+	return nil
 }
 
 func parseCount(v string, dst *int) error {
