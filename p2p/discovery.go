@@ -11,6 +11,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/protocol/holepunch"
+	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
 	"github.com/multiformats/go-multiaddr"
 )
 
@@ -47,6 +48,14 @@ const (
 	// early rendezvous lookups, mDNS), a dead address need not be retried
 	// every time.
 	candidateRedial = 2 * time.Second
+
+	// siblingPingInterval is how often connected siblings are pinged for
+	// Sibling.Latency: a ping is 8 bytes each way, and a cloud has a
+	// handful of devices.
+	siblingPingInterval = 30 * time.Second
+
+	// siblingPingTimeout bounds one ping.
+	siblingPingTimeout = 10 * time.Second
 
 	// protectTag keeps connections to siblings from being trimmed by the
 	// connection manager.
@@ -94,6 +103,7 @@ type discovery struct {
 	rejected int // found peers that are not members (tests)
 	saveReq  chan struct{}
 	stopped  bool // Close has begun: start no more dials
+	pingReq  chan peer.ID
 }
 
 func newDiscovery() *discovery {
@@ -101,6 +111,7 @@ func newDiscovery() *discovery {
 		siblings: map[peer.ID]*sibling{},
 		sem:      make(chan struct{}, candidateDials),
 		saveReq:  make(chan struct{}, 1),
+		pingReq:  make(chan peer.ID, 64),
 	}
 }
 
@@ -226,6 +237,10 @@ func (h *Host) connected(lh host.Host, c network.Conn) {
 	h.disc.mu.Unlock()
 	lh.ConnManager().Protect(p, protectTag)
 	h.requestSave()
+	select {
+	case h.disc.pingReq <- p:
+	default: // the periodic round will ping it
+	}
 }
 
 // Siblings returns what the host knows about the member devices it found or
@@ -400,4 +415,46 @@ func groupByPeer(addrs []multiaddr.Multiaddr) []peer.AddrInfo {
 		out[i].Addrs = append(out[i].Addrs, pi.Addrs...)
 	}
 	return out
+}
+
+// pinger measures the round trip to siblings (Sibling.Latency): each one
+// soon after it connects, and every connected one every
+// siblingPingInterval. libp2p keeps the moving average in the peerstore.
+func (h *Host) pinger(ctx context.Context) {
+	lh, _ := h.runningCtx()
+	if lh == nil {
+		return
+	}
+	pingOne := func(p peer.ID) {
+		if lh.Network().Connectedness(p) != network.Connected {
+			return
+		}
+		ctx, cancel := context.WithTimeout(ctx, siblingPingTimeout)
+		defer cancel()
+		if res := <-ping.Ping(ctx, lh, p); res.Error != nil && ctx.Err() == nil {
+			h.s.log.Debug("p2p ping sibling failed", "peer", p, "err", res.Error)
+		}
+	}
+	t := time.NewTicker(siblingPingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case p := <-h.disc.pingReq:
+			pingOne(p)
+		case <-t.C:
+			h.disc.mu.Lock()
+			var ps []peer.ID
+			for p := range h.disc.siblings {
+				ps = append(ps, p)
+			}
+			h.disc.mu.Unlock()
+			for _, p := range ps {
+				if h.isMember(p) {
+					pingOne(p)
+				}
+			}
+		}
+	}
 }

@@ -363,6 +363,14 @@ func TestDNSFindsSiblings(t *testing.T) {
 	if n := len(h.Siblings()); n != 2 {
 		t.Errorf("%d siblings, want 2", n)
 	}
+	waitFor(t, "sibling latency measured", func() bool {
+		for _, s := range h.Siblings() {
+			if s.Latency <= 0 {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 // TestRememberedReconnect: a member that knew its siblings is restarted (a

@@ -137,6 +137,10 @@ func (h *Host) options(rm network.ResourceManager, cm connmgr.ConnManager) []lib
 		// libp2p would otherwise register its metrics in the process-wide
 		// Prometheus registry, which breaks a second host in one process.
 		libp2p.DisableMetrics(),
+		// The relay transport (libp2p's default, said here because the
+		// profiles depend on it): dial and accept circuits. Which relays
+		// may be used is the gater's business.
+		libp2p.EnableRelay(),
 	}
 	if h.gater != nil {
 		opts = append(opts, libp2p.ConnectionGater(h.gater))

@@ -12,6 +12,7 @@ import (
 
 	"github.com/ipfs/go-cid"
 	dht "github.com/libp2p/go-libp2p-kad-dht"
+	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/multiformats/go-multihash"
 )
 
@@ -36,6 +37,11 @@ const (
 
 	// rendezvousProvideTimeout bounds one provide.
 	rendezvousProvideTimeout = 2 * time.Minute
+
+	// rendezvousAddrSettle is how long after the host's addresses change
+	// (a port mapping, an AutoNAT verdict, a new network) it provides
+	// again, so that a burst of changes costs one provide.
+	rendezvousAddrSettle = 10 * time.Second
 
 	// rendezvousTablePoll is how often the loop checks whether the DHT's
 	// routing table has a peer yet; until it has, a lookup cannot start.
@@ -126,18 +132,28 @@ func (h *Host) rendezvous(ctx context.Context, d *dht.IpfsDHT) {
 	}
 	tick.Stop()
 
+	var events <-chan any
+	if sub, err := d.Host().EventBus().Subscribe(new(event.EvtLocalAddressesUpdated)); err == nil {
+		defer sub.Close()
+		events = sub.Out()
+	}
+
 	var (
-		provided     []cid.Cid
-		providedAt   time.Time
-		providing    atomic.Bool
-		early        = 0
-		nextLookupIn time.Duration
+		provided       []cid.Cid
+		providedAt     time.Time
+		providing      atomic.Bool
+		lookedUp       []cid.Cid
+		nextLookup     = time.Now()
+		early          = 0
+		addrsChanged   bool
+		addrsChangedAt time.Time
 	)
 	for {
 		now := h.s.now()
 		keys := h.rendezvousKeys(now)
-		if (!slices.Equal(keys, provided) || time.Since(providedAt) >= rendezvousReprovide) && providing.CompareAndSwap(false, true) {
-			provided, providedAt = keys, time.Now()
+		settled := addrsChanged && time.Since(addrsChangedAt) >= rendezvousAddrSettle
+		if (!slices.Equal(keys, provided) || time.Since(providedAt) >= rendezvousReprovide || settled) && providing.CompareAndSwap(false, true) {
+			provided, providedAt, addrsChanged = keys, time.Now(), false
 			h.wg.Add(1)
 			go func() {
 				defer h.wg.Done()
@@ -145,21 +161,35 @@ func (h *Host) rendezvous(ctx context.Context, d *dht.IpfsDHT) {
 				h.provide(ctx, d, keys)
 			}()
 		}
-		h.lookup(ctx, d, keys)
-
-		if early < len(rendezvousEarly) {
-			nextLookupIn = rendezvousEarly[early]
-			early++
-		} else {
-			nextLookupIn = h.s.rvInterval
+		if !time.Now().Before(nextLookup) || !slices.Equal(keys, lookedUp) {
+			h.lookup(ctx, d, keys)
+			lookedUp = keys
+			if early < len(rendezvousEarly) {
+				nextLookup = time.Now().Add(rendezvousEarly[early])
+				early++
+			} else {
+				nextLookup = time.Now().Add(h.s.rvInterval)
+			}
 		}
-		wait := min(nextLookupIn, max(nextDaysChange(now).Sub(now), 0))
+
+		wait := min(time.Until(nextLookup), max(nextDaysChange(now).Sub(now), 0))
+		if addrsChanged {
+			wait = min(wait, max(rendezvousAddrSettle-time.Since(addrsChangedAt), 0))
+		}
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return
 		case <-t.C:
+		case <-events:
+			// The records carry the addresses of the moment they were
+			// made; once the new ones settle, provide again.
+			t.Stop()
+			if !addrsChanged {
+				addrsChangedAt = time.Now()
+			}
+			addrsChanged = true
 		}
 	}
 }

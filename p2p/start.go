@@ -70,6 +70,7 @@ func (h *Host) startDiscovery(ctx context.Context, lh host.Host) error {
 			h.bootstrap(ctx)
 		}
 	})
+	h.goBackground(ctx, h.pinger)
 	if h.s.peerFile != "" {
 		h.goBackground(ctx, func(context.Context) { h.dialRemembered() })
 		h.goBackground(ctx, h.saver)
