@@ -411,7 +411,9 @@ func (h *Host) Connect(ctx context.Context, addr multiaddr.Multiaddr) (peer.Addr
 		}
 		return peer.AddrInfo{}, fmt.Errorf("p2p: connect %s: %w", addr, err)
 	}
-	h.found(SourceManual, *pi)
+	if h.isMember(pi.ID) {
+		h.found(SourceManual, *pi)
+	}
 	return *pi, nil
 }
 
