@@ -169,7 +169,9 @@ func (h *Host) found(src string, ai peer.AddrInfo) {
 		}
 	}
 	connected := lh.Network().Connectedness(ai.ID) == network.Connected
-	dial := !connected && !r.dialing && !h.disc.stopped && len(addrs) > 0 && time.Since(r.lastDial) >= candidateRedial
+	// Without addresses, a dial needs the DHT to find some.
+	dialable := len(addrs) > 0 || h.dht != nil
+	dial := !connected && !r.dialing && !h.disc.stopped && dialable && time.Since(r.lastDial) >= candidateRedial
 	if dial {
 		r.dialing, r.lastDial = true, time.Now()
 		h.wg.Add(1)
@@ -208,6 +210,14 @@ func (h *Host) dialCandidate(ctx context.Context, lh interface {
 	}
 	ctx, cancel := context.WithTimeout(ctx, candidateDialTimeout)
 	defer cancel()
+	if len(ai.Addrs) == 0 && h.dht != nil {
+		// A provider record may come without addresses.
+		found, err := h.dht.FindPeer(ctx, ai.ID)
+		if err != nil {
+			return fmt.Errorf("find addresses: %w", err)
+		}
+		ai = found
+	}
 	return lh.Connect(ctx, ai)
 }
 
