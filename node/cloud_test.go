@@ -250,6 +250,12 @@ func TestCloudTwoDevices(t *testing.T) {
 	if da, _ := device(dsB, "a"); !slices.Contains(da.Sources, "dns") || da.Path != "direct" || !da.Admin {
 		t.Errorf("B's view of A: %+v, want found by dns, direct, admin", da)
 	}
+	if v := metric(t, ca, "pcnode_cloud_members"); v != 2 {
+		t.Errorf("pcnode_cloud_members = %v, want 2", v)
+	}
+	if v := metric(t, ca, "pcnode_cloud_members_connected"); v != 1 {
+		t.Errorf("pcnode_cloud_members_connected = %v, want 1", v)
+	}
 	waitFor(t, "A's zone to list B", 10*time.Second, func() (bool, string) {
 		ps := dnsaddrPeers(t, st.DNS, zone)
 		return ps[b.ID().String()] && ps[a.ID().String()], strings.Join(mapKeys(ps), " ")

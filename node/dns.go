@@ -234,6 +234,9 @@ func (n *Node) startDNSLocked(ctx context.Context) error {
 		}
 		return nil
 	}
+	if c.Listen != "" && n.settings.Profile == ProfileLocal && !loopbackHostPort(c.Listen) {
+		return fmt.Errorf("node: start: dns.listen %s is not a loopback address, and the local profile stays on loopback", c.Listen)
+	}
 	d := &dnsRecords{
 		log:      n.log.With("component", "dns"),
 		host:     n.host,
