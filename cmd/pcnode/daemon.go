@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,7 +12,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pcnode/pcnode/node"
-	"github.com/pcnode/pcnode/node/api"
 )
 
 func (a *app) daemonCmd() *cobra.Command {
@@ -28,56 +28,84 @@ Logs go to stderr (--log-format text|json, --log-level). Only one process
 may have a home open at a time: a second daemon on the same home is refused.`,
 		Args: args(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			home, err := a.homeDir()
-			if err != nil {
-				return err
-			}
-			s, err := node.LoadSettings(home)
-			if err != nil {
-				return err
-			}
-			if err := s.ApplyEnv(nil); err != nil {
-				return err
-			}
-			format, _ := s.Get("log.format")
-			lvl, _ := s.Get("log.level")
-			var def slog.Level
-			if err := def.UnmarshalText([]byte(lvl)); err != nil {
-				def = slog.LevelInfo
-			}
-			log, err := a.logger(def, format)
-			if err != nil {
-				return err
-			}
-			slog.SetDefault(log) // only cmd/pcnode sets the default logger
-
-			n, err := node.New(node.Config{Home: home, Logger: log, APIListen: apiListen, Version: buildVersion().Version})
-			if err != nil {
-				return err
-			}
-			defer n.Close()
-			if err := n.Start(ctx); err != nil {
-				return err
-			}
-			st, err := n.Status(ctx)
-			if err != nil {
-				return err
-			}
-			if err := a.print(st, func(w io.Writer) {
-				fmt.Fprintf(w, "pcnode daemon ready\n")
-				printStatus(w, st)
-				fmt.Fprintf(w, "from another shell: PCNODE_HOME=%s %s status\n", shellQuote(st.Home), progName())
-			}); err != nil {
-				return err
-			}
-			<-ctx.Done()
-			log.Info("daemon stopping", "reason", "signal")
-			return n.Close()
+			return a.runDaemon(cmd.Context(), daemonOptions{apiListen: apiListen})
 		},
 	}
 	c.Flags().StringVar(&apiListen, "api-listen", "", "host:port for the HTTP API, overriding the config's api.listen")
 	return c
+}
+
+// daemonOptions adjusts a daemon run for daemon and dns serve.
+type daemonOptions struct {
+	apiListen string // overrides api.listen when not ""
+	// env overrides environment variables (PCNODE_DNS_LISTEN, say) for
+	// the node's settings; nil means none.
+	env map[string]string
+	// check vets the settings the node will run with (after overrides).
+	check func(*node.Settings) error
+}
+
+// getenv reads the environment with o.env on top.
+func (o daemonOptions) getenv(k string) string {
+	if v, ok := o.env[k]; ok {
+		return v
+	}
+	return os.Getenv(k)
+}
+
+// runDaemon runs the node until ctx ends (SIGINT or SIGTERM).
+func (a *app) runDaemon(ctx context.Context, o daemonOptions) error {
+	home, err := a.homeDir()
+	if err != nil {
+		return err
+	}
+	s, err := node.LoadSettings(home)
+	if err != nil {
+		return err
+	}
+	if err := s.ApplyEnv(o.getenv); err != nil {
+		return err
+	}
+	if o.check != nil {
+		if err := o.check(s); err != nil {
+			return err
+		}
+	}
+	format, _ := s.Get("log.format")
+	lvl, _ := s.Get("log.level")
+	var def slog.Level
+	if err := def.UnmarshalText([]byte(lvl)); err != nil {
+		def = slog.LevelInfo
+	}
+	log, err := a.logger(def, format)
+	if err != nil {
+		return err
+	}
+	slog.SetDefault(log) // only cmd/pcnode sets the default logger
+
+	n, err := node.New(node.Config{Home: home, Logger: log, APIListen: o.apiListen, Getenv: o.getenv, Version: buildVersion().Version})
+	if err != nil {
+		return err
+	}
+	defer n.Close()
+	if err := n.Start(ctx); err != nil {
+		return err
+	}
+	st, err := n.Status(ctx)
+	if err != nil {
+		return err
+	}
+	cs := withCloud(ctx, n, st)
+	if err := a.print(cs, func(w io.Writer) {
+		fmt.Fprintf(w, "pcnode daemon ready\n")
+		printStatus(w, cs)
+		fmt.Fprintf(w, "from another shell: PCNODE_HOME=%s %s status\n", shellQuote(st.Home), progName())
+	}); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	log.Info("daemon stopping", "reason", "signal")
+	return n.Close()
 }
 
 func (a *app) statusCmd() *cobra.Command {
@@ -101,12 +129,14 @@ home offline and says so.`,
 			if st.Addrs == nil {
 				st.Addrs = []string{}
 			}
-			return a.print(st, func(w io.Writer) { printStatus(w, st) })
+			cs := withCloud(cmd.Context(), b, st)
+			return a.print(cs, func(w io.Writer) { printStatus(w, cs) })
 		},
 	}
 }
 
-func printStatus(w io.Writer, st api.Status) {
+func printStatus(w io.Writer, cs cloudStatus) {
+	st := cs.Status
 	online := "online"
 	if !st.Online {
 		online = "offline (no daemon running)"
@@ -120,6 +150,15 @@ func printStatus(w io.Writer, st api.Status) {
 	fmt.Fprintf(w, "home     %s\n", st.Home)
 	fmt.Fprintf(w, "version  %s\n", st.Version)
 	fmt.Fprintf(w, "peers    %d\n", st.Peers)
+	if st.Cloud != "" {
+		fmt.Fprintf(w, "cloud    %s\n", st.Cloud)
+	}
+	if cs.Device != "" {
+		fmt.Fprintf(w, "device   %s\n", cs.Device)
+	}
+	if st.DNS != "" {
+		fmt.Fprintf(w, "DNS      %s\n", st.DNS)
+	}
 	if len(st.Addrs) > 0 {
 		fmt.Fprintf(w, "addresses\n  %s\n", strings.Join(st.Addrs, "\n  "))
 	}

@@ -108,6 +108,11 @@ failing command prints its error on stderr and, with --json, also
 		a.repoCmd(),
 		a.peersCmd(),
 		a.configCmd(),
+		a.cloudCmd(),
+		a.devicesCmd(),
+		a.inviteCmd(),
+		a.joinCmd(),
+		a.dnsCmd(),
 		a.versionCmd(),
 	)
 	return root
