@@ -44,6 +44,30 @@ func (m *membership) Revoked(p peer.ID) bool {
 	return s != nil && s.IsRevoked(p)
 }
 
+// servers returns the live members of role server other than self, with
+// the addresses h knows for them: the relays a device behind NAT may
+// reserve a slot with.
+func (m *membership) servers(h *p2p.Host, self peer.ID) []peer.AddrInfo {
+	s := m.st.Load()
+	if s == nil || h == nil {
+		return nil
+	}
+	lh := h.Libp2p()
+	if lh == nil {
+		return nil
+	}
+	var out []peer.AddrInfo
+	for _, mb := range s.Roster().Live() {
+		if mb.Role != cloud.RoleServer || mb.Peer == self {
+			continue
+		}
+		if addrs := lh.Peerstore().Addrs(mb.Peer); len(addrs) > 0 {
+			out = append(out, peer.AddrInfo{ID: mb.Peer, Addrs: addrs})
+		}
+	}
+	return out
+}
+
 // loadCloud reads the home's cloud; a home without one gives nil, nil.
 func loadCloud(home string) (*cloud.State, error) {
 	st, err := cloud.Load(filepath.Join(home, CloudDir))

@@ -452,7 +452,7 @@ func TestJoinThroughDaemon(t *testing.T) {
 		t.Fatal(err)
 	}
 	homeD := newHomeWith(t, InitOptions{Name: "d", NoCloud: true}, map[string]string{})
-	startNode(t, homeD, false)
+	d := startNode(t, homeD, false)
 	cd, err := api.DialHome(homeD)
 	if err != nil {
 		t.Fatal(err)
@@ -482,6 +482,14 @@ func TestJoinThroughDaemon(t *testing.T) {
 		da, ok := device(ds, "a")
 		return ok && da.Connected, strings.Join(names(ds), " ")
 	})
+	// D, a server, is the relay A would reserve with; A, a device, is not
+	// one for D.
+	if rs := a.members.servers(a.Host(), a.ID()); len(rs) != 1 || rs[0].ID != d.ID() || len(rs[0].Addrs) == 0 {
+		t.Errorf("A's static relays %v, want D with addresses", rs)
+	}
+	if rs := d.members.servers(d.Host(), d.ID()); len(rs) != 0 {
+		t.Errorf("D's static relays %v, want none", rs)
+	}
 	// An admin now, D can invite.
 	if _, err := cd.Invite(ctx, api.InviteRequest{}); err != nil {
 		t.Errorf("invite on the new admin: %v", err)

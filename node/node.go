@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -269,6 +270,10 @@ func (n *Node) wire(ctx context.Context) error {
 	if cs != nil {
 		secret = cs.Secret()
 	}
+	// The relays are read from the host's peer store, and the host does
+	// not exist yet; an atomic rather than n.mu, since libp2p asks while
+	// Close (holding n.mu) waits for it.
+	var relayHost atomic.Pointer[p2p.Host]
 	h, err := p2p.New(p2p.Config{
 		Key:         n.key,
 		Profile:     p2p.Profile(s.Profile),
@@ -286,11 +291,13 @@ func (n *Node) wire(ctx context.Context) error {
 		PeerStoreFile:    filepath.Join(n.home, PeersFile),
 		RelayService:     s.Role == RoleServer,
 		DNSAddrs:         dnsAddrs,
+		StaticRelays:     func() []peer.AddrInfo { return n.members.servers(relayHost.Load(), n.id) },
 	})
 	if err != nil {
 		return fmt.Errorf("node: start: %w", err)
 	}
 	n.host = h
+	relayHost.Store(h)
 	if err := h.Start(ctx); err != nil {
 		return fmt.Errorf("node: start: %w", err)
 	}
