@@ -535,3 +535,61 @@ func FuzzDecodePeerFile(f *testing.F) {
 		}
 	})
 }
+
+// fakeClock is a settable Config.Now.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = t
+}
+
+// TestRendezvousAcrossDays: a member provides the day's key; near midnight
+// it provides the next day's too; once the clock passes the boundary it
+// provides the new day's key without a restart.
+func TestRendezvousAcrossDays(t *testing.T) {
+	crowd := startCrowd(t, 5)
+	secret := []byte("test cloud secret, 32 bytes long")
+	day := time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC)
+	clock := &fakeClock{t: day.Add(12 * time.Hour)}
+	cfg := dhtConfig(t, crowd[0])
+	cfg.RendezvousSecret = secret
+	cfg.Now = clock.now
+	// Wake every second, so that the test's clock jumps are seen soon.
+	cfg.RendezvousInterval = time.Second
+	h := startHost(t, cfg)
+
+	provided := func(k cid.Cid) bool {
+		for _, c := range crowd {
+			ps, _ := c.dht.ProviderStore().GetProviders(context.Background(), k.Hash())
+			for _, p := range ps {
+				if p.ID == h.ID() {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	k1, k2, k3 := RendezvousKey(secret, day), RendezvousKey(secret, day.AddDate(0, 0, 1)), RendezvousKey(secret, day.AddDate(0, 0, 2))
+	waitForIn(t, 30*time.Second, "day 1 key provided", func() bool { return provided(k1) })
+	if provided(k2) {
+		t.Error("day 2 key provided at noon of day 1")
+	}
+	// 23:30: the next day's key as well (the loop wakes for its early
+	// lookups within seconds and sees the new time).
+	clock.set(day.Add(23*time.Hour + 30*time.Minute))
+	waitForIn(t, 30*time.Second, "day 2 key provided before midnight", func() bool { return provided(k2) })
+	// Noon of day 3: that day's key.
+	clock.set(day.AddDate(0, 0, 2).Add(12 * time.Hour))
+	waitForIn(t, 60*time.Second, "day 3 key provided", func() bool { return provided(k3) })
+}
