@@ -38,8 +38,8 @@ const (
 // They are Kubo's defaults (Swarm.ConnMgr: low 32, high 96, grace 20s). A
 // device talks mostly to its few siblings; the rest of its connections serve
 // the public DHT and friends fetching shares. 96 keeps a healthy DHT routing
-// table while bounding sockets and memory on phone-class boxes. Siblings will
-// be protected from trimming by the member-gating issue.
+// table while bounding sockets and memory on phone-class boxes. Connections
+// to siblings are protected from trimming (see discovery.go).
 const (
 	DefaultConnLow  = 32
 	DefaultConnHigh = 96
@@ -75,9 +75,9 @@ type Config struct {
 	// DefaultConnLow / DefaultConnHigh.
 	ConnLow, ConnHigh int
 
-	// Gater is an extra connection gater (member gating, later). nil means
-	// none. It is consulted after the profile's own policy: a connection
-	// needs both to allow it.
+	// Gater is an extra connection gater. nil means none. It is consulted
+	// after the profile's own policy and Revoked: a connection needs all of
+	// them to allow it.
 	Gater connmgr.ConnectionGater
 
 	// Logger receives the host's logs. nil discards them.
