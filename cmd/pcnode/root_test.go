@@ -45,6 +45,15 @@ func TestExitStatus(t *testing.T) {
 		{args: []string{"peers", "ls"}, code: exitError, stderr: "no pcnode home at "},
 		{args: []string{"--json", "peers", "connect", "/nope"}, code: exitError, stderr: `invalid multiaddr "/nope"`, jsonError: "invalid multiaddr"},
 		{args: []string{"--log-level", "loud", "status"}, code: exitUsage, stderr: `bad --log-level "loud"`},
+		{args: []string{"devices"}, code: exitUsage, stderr: "needs a subcommand"},
+		{args: []string{"join"}, code: exitUsage, stderr: "pcnode join needs CODE"},
+		{args: []string{"--json", "join", "hello"}, code: exitError, stderr: "not a pcnode invite code", jsonError: "not a pcnode invite code"},
+		{args: []string{"join", "pcnode1aaaa"}, code: exitError, stderr: "code too short"},
+		{args: []string{"invite", "--ttl", "0s"}, code: exitUsage, stderr: "--ttl 0s: want more than 0"},
+		{args: []string{"invite", "--ttl", "48h"}, code: exitUsage, stderr: "at most 24h"},
+		{args: []string{"invite"}, code: exitError, stderr: "no pcnode home at "},
+		{args: []string{"cloud", "show"}, code: exitError, stderr: "no pcnode home at "},
+		{args: []string{"dns", "ds"}, code: exitError, stderr: "no pcnode home at "},
 	}
 	for _, tc := range tests {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
