@@ -95,7 +95,8 @@ type Config struct {
 	DHTPrefix protocol.ID
 
 	// RendezvousSecret is the cloud secret from which the daily rendezvous
-	// keys are derived (see RendezvousKey). nil means no DHT rendezvous.
+	// keys are derived (see RendezvousKey). nil means no DHT rendezvous
+	// until Host.SetRendezvousSecret provides one.
 	RendezvousSecret []byte
 
 	// RendezvousInterval is how often the host looks up the rendezvous key

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -592,4 +593,31 @@ func TestRendezvousAcrossDays(t *testing.T) {
 	// Noon of day 3: that day's key.
 	clock.set(day.AddDate(0, 0, 2).Add(12 * time.Hour))
 	waitForIn(t, 60*time.Second, "day 3 key provided", func() bool { return provided(k3) })
+}
+
+// TestSetRendezvousSecret: two members start without a secret (a device
+// that has not joined yet) and meet once they are given it at run time.
+func TestSetRendezvousSecret(t *testing.T) {
+	crowd := startCrowd(t, 5)
+	a, b := dhtConfig(t, crowd[0]), dhtConfig(t, crowd[3])
+	members := newMemberSet(peerOf(t, a), peerOf(t, b))
+	a.Members, b.Members = members, members
+	ha, hb := startHost(t, a), startHost(t, b)
+	if err := ha.SetRendezvousSecret([]byte("short")); !errors.Is(err, ErrConfig) {
+		t.Errorf("short secret = %v, want ErrConfig", err)
+	}
+	if keys := ha.rendezvousKeys(time.Now()); keys != nil {
+		t.Fatalf("keys without a secret: %v", keys)
+	}
+	if connectedTo(ha, hb.ID()) {
+		t.Fatal("members met without a secret")
+	}
+	secret := []byte("test cloud secret, 32 bytes long")
+	for _, h := range []*Host{ha, hb} {
+		if err := h.SetRendezvousSecret(secret); err != nil {
+			t.Fatal(err)
+		}
+	}
+	took := waitForIn(t, 30*time.Second, "members met", func() bool { return connectedTo(ha, hb.ID()) })
+	t.Logf("met %v after the secret was set", took)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -57,6 +58,10 @@ type Host struct {
 	bw *trafficCounter
 
 	disc *discovery
+	// secret is the rendezvous secret (Config.RendezvousSecret, then
+	// SetRendezvousSecret); secretChanged wakes the rendezvous loop.
+	secret        atomic.Pointer[[]byte]
+	secretChanged chan struct{}
 	// live is the running host and the context of its background work,
 	// for the discovery pipeline, which must not take mu (Close holds it
 	// while it waits for the pipeline's sources to stop).
@@ -98,7 +103,17 @@ func New(cfg Config) (*Host, error) {
 	if err != nil {
 		return nil, fmt.Errorf("p2p: new: %w", err)
 	}
-	h := &Host{s: s, bw: &trafficCounter{BandwidthCounter: metrics.NewBandwidthCounter()}, bitswapOpts: bitswapOptions(), disc: newDiscovery()}
+	h := &Host{
+		s:             s,
+		bw:            &trafficCounter{BandwidthCounter: metrics.NewBandwidthCounter()},
+		bitswapOpts:   bitswapOptions(),
+		disc:          newDiscovery(),
+		secretChanged: make(chan struct{}, 1),
+	}
+	if s.secret != nil {
+		c := slices.Clone(s.secret)
+		h.secret.Store(&c)
+	}
 	var profileGater connmgr.ConnectionGater
 	if s.profile == ProfileLocal {
 		profileGater = localGater{}

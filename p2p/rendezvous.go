@@ -105,12 +105,41 @@ func nextDaysChange(now time.Time) time.Time {
 	return today.AddDate(0, 0, 1).Add(rendezvousBoundary)
 }
 
+// rendezvousKeys returns the keys to provide and look up at now, or nil
+// without a secret.
 func (h *Host) rendezvousKeys(now time.Time) []cid.Cid {
+	sp := h.secret.Load()
+	if sp == nil {
+		return nil
+	}
 	var keys []cid.Cid
 	for _, d := range rendezvousDays(now) {
-		keys = append(keys, RendezvousKey(h.s.secret, d))
+		keys = append(keys, RendezvousKey(*sp, d))
 	}
 	return keys
+}
+
+// SetRendezvousSecret replaces Config.RendezvousSecret while the host runs,
+// for a device that joins a cloud (or whose cloud secret is rotated) after
+// Start: the host provides and looks up the new keys at once and stops
+// renewing the old ones (their records expire on their own). nil stops the
+// rendezvous. It fails with ErrConfig for a secret shorter than 16 bytes.
+// The DHT must be on (Config.DHT not DHTOff) for it to have an effect.
+func (h *Host) SetRendezvousSecret(secret []byte) error {
+	if secret != nil && len(secret) < 16 {
+		return fmt.Errorf("p2p: set rendezvous secret: %w: %d bytes, want at least 16", ErrConfig, len(secret))
+	}
+	if secret == nil {
+		h.secret.Store(nil)
+	} else {
+		c := slices.Clone(secret)
+		h.secret.Store(&c)
+	}
+	select {
+	case h.secretChanged <- struct{}{}:
+	default:
+	}
+	return nil
 }
 
 // rendezvous runs until ctx ends: it provides the current keys (at the
@@ -151,6 +180,16 @@ func (h *Host) rendezvous(ctx context.Context, d *dht.IpfsDHT) {
 	for {
 		now := h.s.now()
 		keys := h.rendezvousKeys(now)
+		if keys == nil {
+			// No secret (yet): nothing to provide or look up.
+			provided, lookedUp = nil, nil
+			select {
+			case <-ctx.Done():
+				return
+			case <-h.secretChanged:
+				continue
+			}
+		}
 		settled := addrsChanged && time.Since(addrsChangedAt) >= rendezvousAddrSettle
 		if (!slices.Equal(keys, provided) || time.Since(providedAt) >= rendezvousReprovide || settled) && providing.CompareAndSwap(false, true) {
 			provided, providedAt, addrsChanged = keys, time.Now(), false
@@ -182,6 +221,8 @@ func (h *Host) rendezvous(ctx context.Context, d *dht.IpfsDHT) {
 			t.Stop()
 			return
 		case <-t.C:
+		case <-h.secretChanged:
+			t.Stop()
 		case <-events:
 			// The records carry the addresses of the moment they were
 			// made; once the new ones settle, provide again.

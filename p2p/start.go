@@ -75,7 +75,8 @@ func (h *Host) startDiscovery(ctx context.Context, lh host.Host) error {
 		h.goBackground(ctx, func(context.Context) { h.dialRemembered() })
 		h.goBackground(ctx, h.saver)
 	}
-	if h.dht != nil && h.s.secret != nil {
+	if h.dht != nil {
+		// Runs without a secret too, waiting for SetRendezvousSecret.
 		h.goBackground(ctx, func(ctx context.Context) { h.rendezvous(ctx, h.dht) })
 	}
 	if h.s.dnsAddrs != nil {
