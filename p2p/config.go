@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ipfs/boxo/blockstore"
+	"github.com/ipfs/go-cid"
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 	"github.com/libp2p/go-libp2p/core/connmgr"
 	"github.com/libp2p/go-libp2p/core/crypto"
@@ -145,6 +146,14 @@ type Config struct {
 	// it only while AutoNAT reports the host publicly reachable; in
 	// ProfileLocal it runs from Start, for tests among loopback hosts.
 	RelayService bool
+
+	// BlockFilter decides which blocks bitswap serves to whom: it is
+	// called for every block a peer wants, and a block it refuses is
+	// handled exactly like one the host does not have (DONT_HAVE if the
+	// peer asked for it, else nothing), so a refusal reveals nothing. It
+	// must be safe for concurrent use and fast. nil means every peer gets
+	// every block in the Blockstore.
+	BlockFilter func(peer.ID, cid.Cid) bool
 }
 
 // Members is the cloud's roster as p2p sees it.
@@ -214,6 +223,7 @@ type settings struct {
 	peerFile     string
 	staticRelays func() []peer.AddrInfo
 	relayService bool
+	blockFilter  func(peer.ID, cid.Cid) bool
 }
 
 func (cfg Config) settings() (settings, error) {
@@ -238,6 +248,7 @@ func (cfg Config) settings() (settings, error) {
 		peerFile:     cfg.PeerStoreFile,
 		staticRelays: cfg.StaticRelays,
 		relayService: cfg.RelayService,
+		blockFilter:  cfg.BlockFilter,
 	}
 	if s.key == nil {
 		return s, fmt.Errorf("%w: Key is required", ErrConfig)

@@ -13,6 +13,7 @@ import (
 	bsnet "github.com/ipfs/boxo/bitswap/network/bsnet"
 	"github.com/ipfs/boxo/blockservice"
 	"github.com/ipfs/boxo/exchange"
+	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p"
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 	"github.com/libp2p/go-libp2p/core/connmgr"
@@ -242,7 +243,11 @@ func (h *Host) Start(ctx context.Context) error {
 	}
 
 	bctx, cancel := context.WithCancel(context.Background())
-	bs := bitswap.New(bctx, bsnet.NewFromIpfsHost(lh), nil, h.s.blockstore, h.bitswapOpts...)
+	bsOpts := h.bitswapOpts
+	if h.s.blockFilter != nil {
+		bsOpts = append(slices.Clip(bsOpts), bitswap.WithPeerBlockRequestFilter(h.s.blockFilter))
+	}
+	bs := bitswap.New(bctx, bsnet.NewFromIpfsHost(lh), nil, h.s.blockstore, bsOpts...)
 
 	h.h, h.rm, h.bs, h.cancel = lh, rm, bs, cancel
 	h.bsvc = blockservice.New(h.s.blockstore, bs)
@@ -505,6 +510,22 @@ func (h *Host) Exchange() exchange.Interface {
 		return nil
 	}
 	return h.bs
+}
+
+// Provide announces in the DHT that the host has c, and returns when the
+// announcement is stored or ctx ends. Without a DHT (DHTOff) it fails with
+// ErrNotStarted wrapped; with no DHT peers it fails at once.
+func (h *Host) Provide(ctx context.Context, c cid.Cid) error {
+	h.mu.Lock()
+	d := h.dht
+	h.mu.Unlock()
+	if d == nil {
+		return fmt.Errorf("p2p: provide %s: no DHT: %w", c, ErrNotStarted)
+	}
+	if err := d.Provide(ctx, c, true); err != nil {
+		return fmt.Errorf("p2p: provide %s: %w", c, err)
+	}
+	return nil
 }
 
 // BlockService returns a block service over Config.Blockstore and the

@@ -171,3 +171,37 @@ func TestRevokedRefusedAndDisconnected(t *testing.T) {
 		t.Error("a is connected to the revoked device")
 	}
 }
+
+// FuzzLocalDialable: whatever the local policy allows is loopback up to
+// the circuit, and names no DNS, and at most one relay hop.
+func FuzzLocalDialable(f *testing.F) {
+	const r = "12D3KooWJGQYS8c7YtKxRJwF7ns3RguW4nUQR1WPYcLv4zC7Swmf"
+	for _, s := range []string{
+		"/ip4/127.0.0.1/tcp/1/p2p/" + r + "/p2p-circuit/p2p/" + r,
+		"/ip4/192.0.2.1/tcp/1/p2p/" + r + "/p2p-circuit",
+		"/ip6/::1/udp/1/quic-v1",
+	} {
+		f.Add(multiaddr.StringCast(s).Bytes())
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		a, err := multiaddr.NewMultiaddrBytes(b)
+		if err != nil || !localDialable(a) {
+			return
+		}
+		circuits := 0
+		for i, c := range a {
+			switch c.Code() {
+			case multiaddr.P_DNS, multiaddr.P_DNS4, multiaddr.P_DNS6, multiaddr.P_DNSADDR:
+				t.Fatalf("allowed %s, which needs a name", a)
+			case multiaddr.P_CIRCUIT:
+				circuits++
+				if !loopbackOnly(a[:i]) {
+					t.Fatalf("allowed %s through a relay outside loopback", a)
+				}
+			}
+		}
+		if circuits > 1 || !loopbackOnly(a[:1]) {
+			t.Fatalf("allowed %s", a)
+		}
+	})
+}
