@@ -385,8 +385,8 @@ func Join(ctx context.Context, home, code string, opts JoinOptions) (api.CloudIn
 
 // Join redeems an invite code for this node's home, which must belong to
 // no cloud (ErrConflict wrapping ErrHasCloud). A running daemon joins with
-// its own host and starts serving the cloud at once (DHT rendezvous for
-// the new cloud starts with the next daemon start); an offline node starts
+// its own host and starts serving the cloud at once, DHT rendezvous
+// included; an offline node starts
 // a short-lived host for the exchange.
 func (n *Node) Join(ctx context.Context, req api.JoinRequest) (api.CloudInfo, error) {
 	n.joinMu.Lock()
@@ -432,6 +432,11 @@ func (n *Node) Join(ctx context.Context, req api.JoinRequest) (api.CloudInfo, er
 	if h != nil {
 		if err := n.startCloudService(ctx, st); err != nil {
 			return api.CloudInfo{}, err
+		}
+		// The host was built without a secret; rendezvous for the new
+		// cloud starts now rather than at the next daemon start.
+		if err := h.SetRendezvousSecret(st.Secret()); err != nil {
+			n.log.Warn("joined, but DHT rendezvous did not start", "err", err)
 		}
 		n.rosterChanged()
 	}
