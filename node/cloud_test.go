@@ -427,6 +427,11 @@ func TestInitCloud(t *testing.T) {
 	if err != nil || n.Settings().Role != RoleServer || n.Settings().Name != "x" {
 		t.Fatalf("cloud %+v, %v; settings %+v", old, err, n.Settings())
 	}
+	// The first device of a cloud made by a server is listed as one, so
+	// siblings pick it as their relay.
+	if ds, err := n.Devices(ctx); err != nil || len(ds) != 1 || ds[0].Role != RoleServer {
+		t.Errorf("devices of a server's new cloud: %+v, %v (want one of role server)", ds, err)
+	}
 	n.Close()
 	if err := Init(home, InitOptions{Profile: ProfileLocal, APIListen: "127.0.0.1:0", Force: true, Name: "y"}); err != nil {
 		t.Fatal(err)

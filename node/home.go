@@ -176,7 +176,7 @@ func Init(home string, opts InitOptions) error {
 		}
 	}
 	if !opts.NoCloud {
-		if _, err := cloud.Create(cdir, opts.Name, priv); err != nil {
+		if _, err := cloud.CreateAs(cdir, opts.Name, cloud.Role(s.Role), priv); err != nil {
 			return fmt.Errorf("node: init %s: %w", home, err)
 		}
 	}

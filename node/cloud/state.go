@@ -48,6 +48,16 @@ type State struct {
 // only member, an admin of role "device". It refuses, with ErrExists, a
 // directory that already holds a roster.
 func Create(dir, deviceName string, deviceKey crypto.PrivKey) (*State, error) {
+	return CreateAs(dir, deviceName, RoleDevice, deviceKey)
+}
+
+// CreateAs is Create for a first device of the given role, so a home
+// server that starts a cloud is listed as one (and siblings pick it as
+// their relay).
+func CreateAs(dir, deviceName string, role Role, deviceKey crypto.PrivKey) (*State, error) {
+	if !role.valid() {
+		return nil, fmt.Errorf("cloud: create %s: %w: role %q (want %q or %q)", dir, ErrInvalid, role, RoleDevice, RoleServer)
+	}
 	if deviceKey == nil {
 		return nil, fmt.Errorf("cloud: create %s: %w: no device key", dir, ErrInvalid)
 	}
@@ -66,7 +76,7 @@ func Create(dir, deviceName string, deviceKey crypto.PrivKey) (*State, error) {
 	if err != nil {
 		return nil, err
 	}
-	r, err := NewRoster(id, Member{Peer: self, Name: deviceName, Role: RoleDevice, Admin: true, Added: time.Now()})
+	r, err := NewRoster(id, Member{Peer: self, Name: deviceName, Role: role, Admin: true, Added: time.Now()})
 	if err != nil {
 		return nil, fmt.Errorf("cloud: create %s: %w", dir, err)
 	}
