@@ -75,6 +75,7 @@ func TestRender(t *testing.T) {
 	rep := &report{
 		Date:      time.Date(2026, 1, 2, 3, 4, 0, 0, time.UTC),
 		GoVersion: "go1.26.8 linux/amd64",
+		Built:     "commit 0123456789ab",
 		CPU:       "Test CPU @ 1GHz",
 		Cores:     2,
 		Load:      "0.50 0.40 0.30",
@@ -105,6 +106,7 @@ func TestRender(t *testing.T) {
 		"| cores | 2 |",
 		"| load average (1, 5, 15 min) at start, at end | 0.50 0.40 0.30; 1.00 0.50 0.30 |",
 		"| Go | go1.26.8 linux/amd64 |",
+		"| pcnode built from | commit 0123456789ab |",
 		`| synced disk write | 450 | 400 | 500 | MiB/s | 256 MiB \| one sync |`,
 		"| loopback TCP | error | | | MiB/s | 1 GiB: refused |",
 		"| add a 1 GiB file | 380 | 300 | 390 | MiB/s | 4.000 | 84% of synced disk write | ≥ 350 MiB/s | PASS |",
@@ -616,6 +618,7 @@ func TestRunWithFake(t *testing.T) {
 				"| add a 1 MiB file |", "| fetch the 1 MiB file from a second daemon |",
 				"| add a tree of 30 × 4 KiB files |", "| fetch the tree from a second daemon |",
 				"| idle daemon RSS (10ms after start) |", "Reduced run", "| runs per figure | 2 ",
+				"| pcnode built from | the binary given with -bin |",
 			} {
 				if !strings.Contains(string(md), want) {
 					t.Errorf("report lacks %q:\n%s", want, md)

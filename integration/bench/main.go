@@ -34,6 +34,7 @@ type options struct {
 	quick   bool
 	dir     string
 	bin     string
+	rev     string
 	keep    bool
 	timeout time.Duration
 
@@ -81,6 +82,7 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fl.BoolVar(&o.quick, "quick", false, "smoke test: 64 MiB instead of 1 GiB, 1,000 files instead of 10,000, 1 run")
 	fl.StringVar(&o.dir, "dir", os.TempDir(), "where the temporary homes and data go (the disk limit is measured there)")
 	fl.StringVar(&o.bin, "bin", "", "use this pcnode binary instead of building ./cmd/pcnode")
+	fl.StringVar(&o.rev, "rev", "", "build pcnode from this git revision (e.g. HEAD) instead of the working tree")
 	fl.BoolVar(&o.keep, "keep", false, "keep the temporary directory (daemon logs) for inspection")
 	fl.DurationVar(&o.timeout, "timeout", 0, "give up after this long (default 45m, 10m with -quick)")
 	size := fl.String("size", "", "size of the large file, e.g. 256MiB (default 1GiB, 64MiB with -quick); the limits are measured over the same size")
@@ -293,7 +295,8 @@ func (b *bench) limitRun(ctx context.Context, i int, l *limit, f func() (float64
 }
 
 // build compiles ./cmd/pcnode into the temporary directory (unless -bin)
-// and records the Go version that built it.
+// from the working tree or, with -rev, from a git revision exported with
+// git archive, and records what it built.
 func (b *bench) build(ctx context.Context, rep *report) error {
 	gover, err := exec.CommandContext(ctx, "go", "env", "GOVERSION").Output()
 	if err != nil {
@@ -306,22 +309,57 @@ func (b *bench) build(ctx context.Context, rep *report) error {
 			return err
 		}
 		b.pc.bin = abs
+		rep.Built = "the binary given with -bin"
 		return nil
 	}
 	gomod, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
 	if err != nil || strings.TrimSpace(string(gomod)) == "" || strings.TrimSpace(string(gomod)) == os.DevNull {
 		return fmt.Errorf("go env GOMOD: not inside the pcnode module (%v)", err)
 	}
-	root := filepath.Dir(strings.TrimSpace(string(gomod)))
+	src := filepath.Dir(strings.TrimSpace(string(gomod)))
+	rep.Built = "the working tree"
+	if desc, err := gitOut(ctx, src, "describe", "--always", "--dirty", "--abbrev=12"); err == nil {
+		rep.Built = "the working tree at " + desc
+	}
+	if b.o.rev != "" {
+		commit, err := gitOut(ctx, src, "rev-parse", "--verify", b.o.rev+"^{commit}")
+		if err != nil {
+			return fmt.Errorf("-rev %s: %w", b.o.rev, err)
+		}
+		dst := filepath.Join(b.tmp, "src")
+		if err := os.MkdirAll(dst, 0o755); err != nil {
+			return err
+		}
+		// git archive writes a tar of the commit; tar unpacks it. Nothing
+		// in the repository changes.
+		cmd := exec.CommandContext(ctx, "sh", "-c", `git archive --format=tar "$1" | tar -x -C "$2"`, "sh", commit, dst)
+		cmd.Dir = src
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("export %s: %w: %s", commit, err, lastLines(string(out), 5))
+		}
+		src = dst
+		rep.Built = "commit " + commit[:min(12, len(commit))]
+	}
 	b.pc.bin = filepath.Join(b.tmp, "bin", "pcnode")
-	b.logf("building %s", b.pc.bin)
+	b.logf("building %s from %s", b.pc.bin, rep.Built)
 	cmd := exec.CommandContext(ctx, "go", "build", "-o", b.pc.bin, "./cmd/pcnode")
-	cmd.Dir = root
+	cmd.Dir = src
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("go build ./cmd/pcnode: %w: %s", err, lastLines(string(out), 10))
 	}
 	return nil
+}
+
+// gitOut runs git in dir and returns its trimmed output.
+func gitOut(ctx context.Context, dir string, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, "git", args...)
+	cmd.Dir = dir
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("git %s: %w", strings.Join(args, " "), err)
+	}
+	return strings.TrimSpace(string(out)), nil
 }
 
 // dataset is the data every run adds and fetches, with digests to check

@@ -104,6 +104,7 @@ func (s *scenario) verdict() string {
 type report struct {
 	Date      time.Time
 	GoVersion string
+	Built     string // what pcnode was built from
 	CPU       string
 	Cores     int
 	Load      string // /proc/loadavg at the start: other work on the machine
@@ -126,6 +127,7 @@ func render(w io.Writer, r *report) error {
 	fmt.Fprintf(&b, "| CPU | %s |\n", cell(r.CPU))
 	fmt.Fprintf(&b, "| cores | %d |\n", r.Cores)
 	fmt.Fprintf(&b, "| Go | %s |\n", cell(r.GoVersion))
+	fmt.Fprintf(&b, "| pcnode built from | %s |\n", cell(r.Built))
 	fmt.Fprintf(&b, "| load average (1, 5, 15 min) at start, at end | %s; %s |\n", cell(r.Load), cell(r.LoadEnd))
 	fmt.Fprintf(&b, "| file system of the homes | %s |\n", cell(r.FS))
 	fmt.Fprintf(&b, "| runs per figure | %d (median, min, max) |\n", r.Runs)
