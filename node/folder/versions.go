@@ -169,7 +169,13 @@ func (f *Folder) Restore(ctx context.Context, rel string, at time.Time) (Version
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return Version{}, fmt.Errorf("folder: restore %s: %w", rel, err)
 	}
-	tmp := filepath.Join(filepath.Dir(dst), tmpPrefix+shorten(filepath.Base(dst))+"-"+randSuffix())
+	// The copy is made in the state directory (same file system), where
+	// the scanner does not clean up temporary files.
+	tmpDir := filepath.Join(f.root, stateDir, "tmp")
+	if err := os.MkdirAll(tmpDir, 0o700); err != nil {
+		return Version{}, fmt.Errorf("folder: restore %s: %w", rel, err)
+	}
+	tmp := filepath.Join(tmpDir, "restore-"+randSuffix())
 	if err := copyFile(pick.File, tmp); err != nil {
 		_ = os.Remove(tmp)
 		return Version{}, fmt.Errorf("folder: restore %s: %w", rel, err)
