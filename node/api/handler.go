@@ -62,6 +62,8 @@ type handler struct {
 type route struct {
 	method string
 	serve  func(w http.ResponseWriter, r *http.Request)
+	// post, if set, serves POST on the same path (method then is GET).
+	post func(w http.ResponseWriter, r *http.Request)
 }
 
 // NewHandler returns the HTTP API over b. Routes are documented in
@@ -77,28 +79,30 @@ func NewHandler(b Backend, cfg HandlerConfig) http.Handler {
 	}
 	h := &handler{b: b, cfg: cfg, log: log}
 	h.route = map[string]route{
-		"/api/v1/status":         {http.MethodGet, h.status},
-		"/api/v1/add":            {http.MethodPost, h.add},
-		"/api/v1/cat":            {http.MethodGet, h.cat},
-		"/api/v1/get":            {http.MethodPost, h.get},
-		"/api/v1/ls":             {http.MethodGet, h.ls},
-		"/api/v1/pin/add":        {http.MethodPost, h.pinAdd},
-		"/api/v1/pin/rm":         {http.MethodPost, h.pinRm},
-		"/api/v1/pin/ls":         {http.MethodGet, h.pinLs},
-		"/api/v1/gc":             {http.MethodPost, h.gc},
-		"/api/v1/repo/verify":    {http.MethodPost, h.verify},
-		"/api/v1/repo/stat":      {http.MethodGet, h.repoStat},
-		"/api/v1/peers":          {http.MethodGet, h.peers},
-		"/api/v1/peers/connect":  {http.MethodPost, h.connect},
-		"/api/v1/cloud":          {http.MethodGet, h.cloud},
-		"/api/v1/devices":        {http.MethodGet, h.devices},
-		"/api/v1/devices/invite": {http.MethodPost, h.invite},
-		"/api/v1/devices/revoke": {http.MethodPost, h.revoke},
-		"/api/v1/devices/rename": {http.MethodPost, h.rename},
-		"/api/v1/join":           {http.MethodPost, h.join},
-		"/api/v1/dns/ds":         {http.MethodGet, h.dnsDS},
-		"/api/v1/dns/publish":    {http.MethodPost, h.dnsPublish},
-		"/metrics":               {http.MethodGet, h.metrics},
+		"/api/v1/status":         {method: http.MethodGet, serve: h.status},
+		"/api/v1/add":            {method: http.MethodPost, serve: h.add},
+		"/api/v1/cat":            {method: http.MethodGet, serve: h.cat},
+		"/api/v1/get":            {method: http.MethodPost, serve: h.get},
+		"/api/v1/ls":             {method: http.MethodGet, serve: h.ls},
+		"/api/v1/pin/add":        {method: http.MethodPost, serve: h.pinAdd},
+		"/api/v1/pin/rm":         {method: http.MethodPost, serve: h.pinRm},
+		"/api/v1/pin/ls":         {method: http.MethodGet, serve: h.pinLs},
+		"/api/v1/gc":             {method: http.MethodPost, serve: h.gc},
+		"/api/v1/repo/verify":    {method: http.MethodPost, serve: h.verify},
+		"/api/v1/repo/stat":      {method: http.MethodGet, serve: h.repoStat},
+		"/api/v1/peers":          {method: http.MethodGet, serve: h.peers},
+		"/api/v1/peers/connect":  {method: http.MethodPost, serve: h.connect},
+		"/api/v1/cloud":          {method: http.MethodGet, serve: h.cloud},
+		"/api/v1/devices":        {method: http.MethodGet, serve: h.devices},
+		"/api/v1/devices/invite": {method: http.MethodPost, serve: h.invite},
+		"/api/v1/devices/revoke": {method: http.MethodPost, serve: h.revoke},
+		"/api/v1/devices/rename": {method: http.MethodPost, serve: h.rename},
+		"/api/v1/join":           {method: http.MethodPost, serve: h.join},
+		"/api/v1/dns/ds":         {method: http.MethodGet, serve: h.dnsDS},
+		"/api/v1/dns/publish":    {method: http.MethodPost, serve: h.dnsPublish},
+		"/api/v1/shares":         {method: http.MethodGet, serve: h.shareList, post: h.shareCreate},
+		"/api/v1/shares/revoke":  {method: http.MethodPost, serve: h.shareRevoke},
+		"/metrics":               {method: http.MethodGet, serve: h.metrics},
 	}
 	return h
 }
@@ -145,8 +149,16 @@ func (h *handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Errorf("no such endpoint %s: see docs/API.md", r.URL.Path))
 		return
 	}
+	if r.Method == http.MethodPost && rt.post != nil {
+		rt.post(w, r)
+		return
+	}
 	if r.Method != rt.method {
-		w.Header().Set("Allow", rt.method)
+		allow := rt.method
+		if rt.post != nil {
+			allow += ", " + http.MethodPost
+		}
+		w.Header().Set("Allow", allow)
 		writeError(w, http.StatusMethodNotAllowed, fmt.Errorf("method %s not allowed on %s: use %s", r.Method, r.URL.Path, rt.method))
 		return
 	}

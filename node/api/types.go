@@ -131,6 +131,10 @@ type AddResult struct {
 type GetRequest struct {
 	CID    string `json:"cid"`
 	Output string `json:"output"` // absolute path on the daemon's machine
+	// Link, if set, is the share link CID came from (docs/SHARE.md): the
+	// node connects to its provider hints, refuses it once expired,
+	// checks the size and decrypts an encrypted share into Output.
+	Link string `json:"link,omitempty"`
 }
 
 // GetResult is the last line of POST /api/v1/get.
