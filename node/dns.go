@@ -218,6 +218,8 @@ type dnsRecords struct {
 	mu       sync.Mutex
 	reported map[peer.ID][]multiaddr.Multiaddr
 	last     string // fingerprint of the records being served
+	// links returns the DNSLinks of named shares; nil means none.
+	links func() map[string]dnslink.Link
 
 	kickc  chan struct{}
 	cancel context.CancelFunc
@@ -244,6 +246,7 @@ func (n *Node) startDNSLocked(ctx context.Context) error {
 		local:    n.settings.Profile == ProfileLocal,
 		reported: map[peer.ID][]multiaddr.Multiaddr{},
 		kickc:    make(chan struct{}, 1),
+		links:    n.shareLinks,
 	}
 	lh := n.host.Libp2p()
 	sub, err := lh.EventBus().Subscribe([]any{
@@ -400,6 +403,9 @@ func (d *dnsRecords) records() dnslink.Records {
 	st := d.members.state()
 	if st != nil {
 		r.PCNode = &dnslink.PCNode{Cloud: st.ID().String()}
+	}
+	if d.links != nil {
+		r.Links = d.links()
 	}
 	self := d.host.ID()
 	r.DNSAddrs = append(r.DNSAddrs, withPeer(publishable(stripP2P(d.host.Addrs()), d.local), self)...)

@@ -52,6 +52,12 @@ type Config struct {
 	// Getenv reads environment overrides (see Settings.ApplyEnv).
 	// Default nil: os.Getenv.
 	Getenv func(string) string
+	// Now is the clock for share expiry, on both sides of a link.
+	// Default nil: time.Now.
+	Now func() time.Time
+	// ShareStallTimeout: a get by share link fails when no block has
+	// arrived for this long. Default 0: DefaultShareStallTimeout.
+	ShareStallTimeout time.Duration
 }
 
 // Node is one pcnode: its home, block store, libp2p host and API server.
@@ -74,6 +80,8 @@ type Node struct {
 
 	// members is the cloud as p2p sees it; set at Start and by Join.
 	members membership
+	// shares is the share registry, read by bitswap's filter.
+	shares shareState
 	// joinMu makes joins one at a time; dnsKeyMu guards dns.key creation.
 	joinMu   sync.Mutex
 	dnsKeyMu sync.Mutex
@@ -86,6 +94,7 @@ type Node struct {
 	host    *p2p.Host
 	csvc    *cloud.Service // nil offline or without a cloud
 	dns     *dnsRecords    // nil offline or without dns.zone
+	gw      *gatewayServer // nil when the gateway is off
 	dag     ipld.DAGService
 	srv     *http.Server
 	srvDone chan struct{}
@@ -236,6 +245,9 @@ func (n *Node) wire(ctx context.Context) error {
 		return fmt.Errorf("node: start: %w", err)
 	}
 	n.store = st
+	if err := n.openSharesLocked(ctx, st); err != nil {
+		return err
+	}
 
 	cs, err := loadCloud(n.home)
 	if err != nil {
@@ -292,6 +304,8 @@ func (n *Node) wire(ctx context.Context) error {
 		RelayService:     s.Role == RoleServer,
 		DNSAddrs:         dnsAddrs,
 		StaticRelays:     func() []peer.AddrInfo { return n.members.servers(relayHost.Load(), n.id) },
+		// Members get every block, anyone else those of active shares.
+		BlockFilter: n.serveBlock,
 	})
 	if err != nil {
 		return fmt.Errorf("node: start: %w", err)
@@ -309,6 +323,9 @@ func (n *Node) wire(ctx context.Context) error {
 		}
 	}
 	if err := n.startDNSLocked(ctx); err != nil {
+		return err
+	}
+	if err := n.startGatewayLocked(st); err != nil {
 		return err
 	}
 
@@ -364,6 +381,10 @@ func (n *Node) teardown() error {
 		n.inflight.Wait() // their contexts ended with their connections
 		n.srv = nil
 	}
+	if n.gw != nil {
+		n.gw.close()
+		n.gw = nil
+	}
 	if n.dns != nil {
 		if err := n.dns.close(); err != nil {
 			errs = append(errs, err)
@@ -381,6 +402,10 @@ func (n *Node) teardown() error {
 			errs = append(errs, err)
 		}
 		n.host = nil
+	}
+	// After the host: bitswap's filter reads the registry.
+	if err := n.closeShares(); err != nil {
+		errs = append(errs, err)
 	}
 	if n.store != nil {
 		if err := n.store.Close(); err != nil {
@@ -538,6 +563,9 @@ func (n *Node) Cat(ctx context.Context, c cid.Cid) (io.ReadCloser, error) {
 // Progress is reported in blocks while fetching, then in bytes while
 // writing.
 func (n *Node) Get(ctx context.Context, req api.GetRequest, fn api.ProgressFunc) (api.GetResult, error) {
+	if req.Link != "" {
+		return n.getLink(ctx, req, fn)
+	}
 	st, dag, _, err := n.parts()
 	if err != nil {
 		return api.GetResult{}, fmt.Errorf("node: get: %w", err)
@@ -550,7 +578,10 @@ func (n *Node) Get(ctx context.Context, req api.GetRequest, fn api.ProgressFunc)
 		return api.GetResult{}, api.Errorf(api.ErrInvalid, "node: get %s: output %q must be an absolute path", c, req.Output)
 	}
 	n.gcMu.RLock()
-	err = blobstore.Fetch(ctx, dag, c, progress(fn))
+	err = putEmptyBlocks(ctx, st)
+	if err == nil {
+		err = blobstore.Fetch(ctx, dag, c, progress(fn))
+	}
 	if err != nil && n.cfg.Offline && ctx.Err() == nil {
 		// Offline the only source is the store, and merkledag reports a
 		// missing child as "failed to fetch all nodes": it is not there.

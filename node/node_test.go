@@ -378,7 +378,8 @@ func TestNodeOffline(t *testing.T) {
 	}
 }
 
-// TestTwoNodes: B connects to A and gets by CID what only A has.
+// TestTwoNodes: B connects to A and gets by CID what only A has. B is not
+// in A's cloud, so A shares it first: A serves strangers shared blocks only.
 func TestTwoNodes(t *testing.T) {
 	a := startNode(t, newHome(t), false)
 	b := startNode(t, newHome(t), false)
@@ -388,6 +389,9 @@ func TestTwoNodes(t *testing.T) {
 	path, want := writeRandom(t, t.TempDir(), "shared.bin", 3<<20+12345)
 	res, err := a.Add(ctx, api.AddRequest{Path: path}, nil)
 	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Share(ctx, api.ShareRequest{CID: res.CID}, nil); err != nil {
 		t.Fatal(err)
 	}
 	ast, _ := a.Status(ctx)

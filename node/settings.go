@@ -48,6 +48,15 @@ type Settings struct {
 	Log   logSettings   `toml:"log"`
 	// DNS is the dns.* keys, as dnslink reads them (docs/DNS.md).
 	DNS dnslink.Config `toml:"dns"`
+	// Gateway is the gateway.* keys (docs/SHARE.md).
+	Gateway gatewaySettings `toml:"gateway"`
+}
+
+type gatewaySettings struct {
+	// Listen is host:port of the HTTP gateway for shares; "" means on
+	// (DefaultGatewayListen) for role server and off otherwise, "off"
+	// means off.
+	Listen string `toml:"listen"`
 }
 
 // Roles (the role key).
@@ -186,6 +195,17 @@ var settingsTable = []setting{
 				}
 			}
 			s.DNS.TrustAnchor = v
+			return nil
+		}},
+	{"gateway.listen", `host:port of the HTTP gateway serving shared items; empty = on for role server (0.0.0.0:8080, loopback in the local profile), off otherwise; "off" = off`,
+		func(s *Settings) string { return s.Gateway.Listen },
+		func(s *Settings, v string) error {
+			if v != "" && v != GatewayOff {
+				if err := checkHostPort(v, true); err != nil {
+					return err
+				}
+			}
+			s.Gateway.Listen = v
 			return nil
 		}},
 	{"api.listen", "host:port of the HTTP API, e.g. 127.0.0.1:5480",

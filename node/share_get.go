@@ -1,0 +1,250 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	blocks "github.com/ipfs/go-block-format"
+	"github.com/ipfs/go-cid"
+	ipld "github.com/ipfs/go-ipld-format"
+	"github.com/multiformats/go-multiaddr"
+	mh "github.com/multiformats/go-multihash"
+
+	"github.com/pcnode/pcnode/blobstore"
+	"github.com/pcnode/pcnode/node/api"
+	"github.com/pcnode/pcnode/node/share"
+)
+
+// errStalled ends a get by link when no block arrives for the stall
+// timeout.
+var errStalled = errors.New("no block arrived")
+
+// getLink is Get for a share link: it checks the link, dials its hints,
+// fetches the DAG (blocks stay in the store, so a rerun resumes), checks
+// the size and writes the item, decrypting an encrypted share.
+func (n *Node) getLink(ctx context.Context, req api.GetRequest, fn api.ProgressFunc) (api.GetResult, error) {
+	const op = "get"
+	st, dag, h, err := n.parts()
+	if err != nil {
+		return api.GetResult{}, fmt.Errorf("node: %s: %w", op, err)
+	}
+	l, err := share.Parse(req.Link)
+	if err != nil {
+		return api.GetResult{}, api.Errorf(api.ErrInvalid, "node: %s: %w", op, err)
+	}
+	c := l.Root
+	if req.CID != "" {
+		rc, err := api.ParseCID(req.CID)
+		if err != nil {
+			return api.GetResult{}, err
+		}
+		if !rc.Equals(c) {
+			return api.GetResult{}, api.Errorf(api.ErrInvalid, "node: %s: cid %s is not the link's root %s", op, rc, c)
+		}
+	}
+	if !filepath.IsAbs(req.Output) {
+		return api.GetResult{}, api.Errorf(api.ErrInvalid, "node: %s %s: output %q must be an absolute path", op, c, req.Output)
+	}
+	if l.Expired(n.now()) {
+		return api.GetResult{}, api.Errorf(api.ErrForbidden, "node: %s %s: the share expired at %s; ask the sharer for a new link", op, c, l.Expires.UTC().Format(time.RFC3339))
+	}
+	var key share.Key
+	if l.Encrypted() {
+		if key, err = share.ParseKey(l.Key); err != nil {
+			return api.GetResult{}, api.Errorf(api.ErrInvalid, "node: %s %s: %w", op, c, err)
+		}
+	}
+	if h != nil {
+		n.dialHints(ctx, l.Providers)
+	}
+
+	n.gcMu.RLock()
+	err = putEmptyBlocks(ctx, st)
+	if err == nil {
+		err = n.fetchWatched(ctx, dag, c, fn)
+	}
+	if err == nil {
+		err = st.Pin(ctx, c, true)
+	}
+	n.gcMu.RUnlock()
+	switch {
+	case errors.Is(err, errStalled):
+		return api.GetResult{}, api.Errorf(api.ErrNotFound, "node: %s %s: %w for %s: the sharer is offline, or the share was revoked or has expired (a share's provider answers as if it had nothing once it stops serving)", op, c, errStalled, n.stallTimeout())
+	case err != nil:
+		return api.GetResult{}, n.contentErr(op, c, err)
+	}
+
+	if l.Size >= 0 {
+		got, err := n.dagFileBytes(ctx, c)
+		if err != nil {
+			return api.GetResult{}, n.contentErr(op, c, err)
+		}
+		if got != l.Size {
+			return api.GetResult{}, api.Errorf(api.ErrInvalid, "node: %s %s: the link says %d bytes but the content has %d: the link was altered or is for other content", op, c, l.Size, got)
+		}
+	}
+
+	if !l.Encrypted() {
+		size, err := blobstore.Export(ctx, dag, c, req.Output, progress(fn))
+		if errors.Is(err, fs.ErrExist) {
+			return api.GetResult{}, api.Errorf(api.ErrInvalid, "node: %s %s: %s already exists: choose another output or remove it", op, c, req.Output)
+		}
+		if err != nil {
+			return api.GetResult{}, n.contentErr(op, c, err)
+		}
+		return api.GetResult{CID: c.String(), Output: req.Output, Size: size}, nil
+	}
+	r, err := blobstore.Cat(ctx, dag, c)
+	if err != nil {
+		return api.GetResult{}, n.contentErr(op, c, err)
+	}
+	defer r.Close()
+	size, err := share.Unseal(r, key, req.Output)
+	switch {
+	case errors.Is(err, share.ErrKey):
+		return api.GetResult{}, api.Errorf(api.ErrInvalid, "node: %s %s: the link's key does not open this share (wrong or altered key): %w", op, c, err)
+	case errors.Is(err, fs.ErrExist):
+		return api.GetResult{}, api.Errorf(api.ErrInvalid, "node: %s %s: %s already exists: choose another output or remove it", op, c, req.Output)
+	case err != nil:
+		return api.GetResult{}, fmt.Errorf("node: %s %s: decrypt: %w", op, c, err)
+	}
+	return api.GetResult{CID: c.String(), Output: req.Output, Size: size}, nil
+}
+
+func (n *Node) stallTimeout() time.Duration {
+	if n.cfg.ShareStallTimeout > 0 {
+		return n.cfg.ShareStallTimeout
+	}
+	return DefaultShareStallTimeout
+}
+
+// dialHints connects to the link's provider hints at once, each bounded;
+// failures are logged, not fatal: the content may come from elsewhere.
+// /dnsaddr hints are dialled through libp2p's resolver (refused in the
+// local profile).
+func (n *Node) dialHints(ctx context.Context, hints []multiaddr.Multiaddr) {
+	h := n.Host()
+	if h == nil {
+		return
+	}
+	var wg sync.WaitGroup
+	for _, a := range hints {
+		if len(a) == 0 || a[len(a)-1].Code() != multiaddr.P_P2P {
+			n.log.Debug("share: hint without a peer ID skipped", "addr", a)
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(ctx, shareDialTimeout)
+			defer cancel()
+			if _, err := h.Connect(ctx, a); err != nil {
+				n.log.Debug("share: hint dial failed", "addr", a, "err", err)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// fetchWatched is blobstore.Fetch that gives up with errStalled when no
+// block has arrived for the stall timeout.
+func (n *Node) fetchWatched(ctx context.Context, dag ipld.DAGService, c cid.Cid, fn api.ProgressFunc) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var last atomic.Int64
+	last.Store(time.Now().UnixNano())
+	stall := n.stallTimeout()
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(min(stall/4, time.Second))
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				if time.Since(time.Unix(0, last.Load())) > stall {
+					cancel(errStalled)
+					return
+				}
+			}
+		}
+	}()
+	err := blobstore.Fetch(ctx, dag, c, func(done, total int64) {
+		last.Store(time.Now().UnixNano())
+		if fn != nil {
+			fn(done, max(total, 0))
+		}
+	})
+	close(stop)
+	<-done
+	if cause := context.Cause(ctx); errors.Is(cause, errStalled) {
+		return errStalled
+	}
+	return err
+}
+
+// dagFileBytes is the file data under c: a file's size, or for a
+// directory the sum over its tree, as blobstore.Export counts it.
+func (n *Node) dagFileBytes(ctx context.Context, c cid.Cid) (int64, error) {
+	_, dag, _, err := n.parts()
+	if err != nil {
+		return 0, err
+	}
+	r, err := blobstore.Cat(ctx, dag, c)
+	if errors.Is(err, blobstore.ErrIsDir) {
+		var total int64
+		es, err := blobstore.Ls(ctx, dag, c)
+		if err != nil {
+			return 0, err
+		}
+		for _, e := range es {
+			switch e.Type {
+			case "file":
+				total += e.Size
+			case "dir":
+				sub, err := n.dagFileBytes(ctx, e.Cid)
+				if err != nil {
+					return 0, err
+				}
+				total += sub
+			}
+		}
+		return total, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	defer r.Close()
+	return r.Seek(0, io.SeekEnd)
+}
+
+// putEmptyBlocks stores the raw blocks of zero bytes under the hashes the
+// importer uses. boxo's bitswap server never sends a block of size 0 (it
+// answers HAVE instead), so a DAG holding an empty file could not be
+// fetched; the content of these blocks is known, so they need no peer.
+func putEmptyBlocks(ctx context.Context, st *blobstore.Store) error {
+	for _, h := range []uint64{mh.SHA2_256, mh.BLAKE3} {
+		c, err := cid.Prefix{Version: 1, Codec: cid.Raw, MhType: h, MhLength: -1}.Sum(nil)
+		if err != nil {
+			return err
+		}
+		b, err := blocks.NewBlockWithCid(nil, c)
+		if err != nil {
+			return err
+		}
+		if err := st.Put(ctx, b); err != nil {
+			return fmt.Errorf("put empty block %s: %w", c, err)
+		}
+	}
+	return nil
+}
