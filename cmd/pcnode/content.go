@@ -5,11 +5,13 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
 	"github.com/pcnode/pcnode/node/api"
+	"github.com/pcnode/pcnode/node/share"
 )
 
 func (a *app) addCmd() *cobra.Command {
@@ -101,17 +103,38 @@ content is returned base64-encoded in "data" (meant for small files).`,
 func (a *app) getCmd() *cobra.Command {
 	var out string
 	c := &cobra.Command{
-		Use:   "get CID [-o PATH]",
-		Short: "Fetch a file or directory by CID and write it to disk",
+		Use:   "get CID|LINK [-o PATH]",
+		Short: "Fetch a file or directory by CID or share link and write it to disk",
 		Long: `Fetch the DAG under CID, from the local store or (through the daemon) from
 connected peers, verify it and write it to PATH (default: ./CID). The
-output appears atomically: it is complete or absent.`,
-		Args: args("CID"),
+output appears atomically: it is complete or absent.
+
+Given a share link (pcnode://share/..., see pcnode share), the daemon dials
+the link's providers, refuses an expired link, checks the size, decrypts an
+encrypted share, and writes it to PATH (default: the item's name). Blocks
+already fetched stay in the store, so running it again after an
+interruption continues where it stopped.`,
+		Args: args("CID|LINK"),
 		RunE: func(cmd *cobra.Command, argv []string) error {
+			req := api.GetRequest{}
 			c, err := api.ParseCID(argv[0])
 			if err != nil {
-				return err
+				l, lerr := share.Parse(argv[0])
+				if lerr != nil {
+					if strings.Contains(argv[0], "://") || strings.HasPrefix(argv[0], "/ipfs/") {
+						return api.Errorf(api.ErrInvalid, "%w", lerr)
+					}
+					return err
+				}
+				c = l.Root
+				if strings.Contains(argv[0], "://share/") {
+					req.Link = argv[0]
+				}
+				if out == "" && l.Name != "" {
+					out = l.Name
+				}
 			}
+			req.CID = c.String()
 			if out == "" {
 				out = c.String()
 			}
@@ -126,7 +149,8 @@ output appears atomically: it is complete or absent.`,
 			}
 			defer done()
 			fn, finish := a.progress("fetching", true, false)
-			res, err := b.Get(cmd.Context(), api.GetRequest{CID: c.String(), Output: abs}, fn)
+			req.Output = abs
+			res, err := b.Get(cmd.Context(), req, fn)
 			finish()
 			if err != nil {
 				return err

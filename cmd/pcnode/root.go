@@ -102,6 +102,7 @@ failing command prints its error on stderr and, with --json, also
 		a.addCmd(),
 		a.catCmd(),
 		a.getCmd(),
+		a.shareCmd(),
 		a.lsCmd(),
 		a.pinCmd(),
 		a.gcCmd(),
