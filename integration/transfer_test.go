@@ -28,6 +28,8 @@ func TestTransferBetweenDaemons(t *testing.T) {
 		t.Fatalf("add: got %+v", added)
 	}
 
+	// B is not in A's cloud: A serves it shared blocks only.
+	a.must("share", added.CID)
 	var p api.Peer
 	b.mustJSON(&p, "peers", "connect", loopbackAddr(t, a.status()))
 	if want := a.status().ID; p.ID != want {

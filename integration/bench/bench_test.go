@@ -491,6 +491,7 @@ add)
 	cp -R "$3" "$FAKE_STORE/$c"
 	echo "$c" ;;
 peers) echo "$3" > "$home/peer" ;;
+share) [ -e "$FAKE_STORE/$2" ] || { echo "no such content" >&2; exit 1; } ;;
 get)
 	[ -f "$home/peer" ] || { echo "not connected" >&2; exit 1; }
 	cp -R "$FAKE_STORE/$2" "$4" ;;

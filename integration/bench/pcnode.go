@@ -90,6 +90,10 @@ func (p *pcnode) add(ctx context.Context, home, path string) (string, time.Durat
 	if c == "" || strings.ContainsAny(c, " \t") {
 		return "", cpu, fmt.Errorf("pcnode add -q printed %q, want a CID", out)
 	}
+	// The other home is not in this one's cloud: it is served shared
+	// blocks only. A pcnode from before sharing (bench -rev) has no share
+	// command and serves everyone, so its failure is ignored.
+	_, _ = p.run(ctx, home, "share", c)
 	return c, cpu, nil
 }
 
