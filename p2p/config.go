@@ -154,6 +154,12 @@ type Config struct {
 	// must be safe for concurrent use and fast. nil means every peer gets
 	// every block in the Blockstore.
 	BlockFilter func(peer.ID, cid.Cid) bool
+
+	// DAGStreamAllowed says which peers may fetch whole DAGs over
+	// DAGProtocol (the members' fast path, which bypasses BlockFilter), and
+	// which peers DAGPeers offers as sources. It must be safe for
+	// concurrent use and fast. nil means nobody.
+	DAGStreamAllowed func(peer.ID) bool
 }
 
 // Members is the cloud's roster as p2p sees it.
@@ -224,6 +230,7 @@ type settings struct {
 	staticRelays func() []peer.AddrInfo
 	relayService bool
 	blockFilter  func(peer.ID, cid.Cid) bool
+	dagAllowed   func(peer.ID) bool
 }
 
 func (cfg Config) settings() (settings, error) {
@@ -249,6 +256,7 @@ func (cfg Config) settings() (settings, error) {
 		staticRelays: cfg.StaticRelays,
 		relayService: cfg.RelayService,
 		blockFilter:  cfg.BlockFilter,
+		dagAllowed:   cfg.DAGStreamAllowed,
 	}
 	if s.key == nil {
 		return s, fmt.Errorf("%w: Key is required", ErrConfig)

@@ -251,6 +251,9 @@ func (h *Host) Start(ctx context.Context) error {
 
 	h.h, h.rm, h.bs, h.cancel = lh, rm, bs, cancel
 	h.bsvc = blockservice.New(h.s.blockstore, bs)
+	// Registered whatever DAGStreamAllowed says, so that a peer that may
+	// not use it gets a clear refusal rather than "protocol not supported".
+	lh.SetStreamHandler(DAGProtocol, h.handleDAG)
 	if err := h.startDiscovery(bctx, lh); err != nil {
 		h.stop()
 		return fmt.Errorf("p2p: start: %w", err)

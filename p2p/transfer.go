@@ -1,0 +1,470 @@
+package p2p
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync/atomic"
+	"time"
+
+	"github.com/ipfs/boxo/blockstore"
+	"github.com/ipfs/boxo/ipld/merkledag"
+	blocks "github.com/ipfs/go-block-format"
+	"github.com/ipfs/go-cid"
+	ipld "github.com/ipfs/go-ipld-format"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	mh "github.com/multiformats/go-multihash"
+)
+
+// DAGProtocol is the members' fast path: the receiver names the roots of
+// the subtrees it lacks and the sender streams every block under them in
+// one go, with none of bitswap's per-block want/have round trips. The wire
+// format is described in transfer_wire.go.
+const DAGProtocol protocol.ID = "/pcnode/dag/1.0.0"
+
+// Errors of FetchDAG that callers branch on.
+var (
+	// ErrDAGRefused: the peer does not serve the DAG stream to this host
+	// (not a member there), or does not speak the protocol.
+	ErrDAGRefused = errors.New("dag stream refused")
+	// ErrDAGIncomplete: the transfer ended without every block of the
+	// DAG; what did arrive was stored, and a later FetchDAG resumes.
+	ErrDAGIncomplete = errors.New("dag incomplete")
+	// ErrDAGCorrupt: the peer sent a block whose data does not match its
+	// CID, or one that is not part of the DAG asked for. Nothing of that
+	// block was stored.
+	ErrDAGCorrupt = errors.New("corrupt dag stream")
+)
+
+// BlockSink receives the verified blocks of a FetchDAG, in large batches.
+// *blobstore.BlockWriter is one; a boxo Blockstore is another.
+type BlockSink interface {
+	PutMany(ctx context.Context, bs []blocks.Block) error
+}
+
+// DAGStats counts what one FetchDAG received.
+type DAGStats struct {
+	Blocks int   // blocks received, verified and stored
+	Bytes  int64 // their total size
+}
+
+const (
+	// dagRequestTimeout bounds how long a sender waits for the request.
+	dagRequestTimeout = 30 * time.Second
+	// dagWriteTimeout bounds each block write: a receiver that stops
+	// reading for this long is dropped.
+	dagWriteTimeout = time.Minute
+	// dagSinkBatch is the bytes handed to the sink at once: large writes
+	// keep the per-commit cost of the store negligible.
+	dagSinkBatch = 8 << 20
+	// dagInFlight bounds blocks read but not yet verified and handed on
+	// (at most 2 MiB each; 1 MiB file leaves make it 32 MiB).
+	dagInFlight = 32
+	// dagWriteBuffer is the sender's buffer: many small blocks go out in
+	// few stream writes.
+	dagWriteBuffer = 256 << 10
+)
+
+// handleDAG serves one DAG stream request.
+func (h *Host) handleDAG(s network.Stream) {
+	p := s.Conn().RemotePeer()
+	allowed := h.s.dagAllowed
+	if allowed == nil || !allowed(p) {
+		_ = s.SetWriteDeadline(time.Now().Add(dagWriteTimeout))
+		_ = writeRefusedFrame(s, "not a member of this cloud")
+		_ = s.Close()
+		h.s.log.Debug("p2p dag stream refused", "peer", p)
+		return
+	}
+	_ = s.SetReadDeadline(time.Now().Add(dagRequestTimeout))
+	wants, err := decodeDAGRequest(bufio.NewReaderSize(s, 4<<10))
+	if err != nil {
+		h.s.log.Debug("p2p dag stream: bad request", "peer", p, "err", err)
+		_ = s.Reset()
+		return
+	}
+	_ = s.SetReadDeadline(time.Time{})
+	_, ctx := h.runningCtx()
+	if ctx == nil {
+		_ = s.Reset()
+		return
+	}
+	start := time.Now()
+	w := bufio.NewWriterSize(s, dagWriteBuffer)
+	st, err := sendDAG(ctx, h.s.blockstore, s, w, wants)
+	if err == nil {
+		err = w.WriteByte(frameEnd)
+	}
+	if err == nil {
+		err = w.Flush()
+	}
+	if err != nil {
+		h.s.log.Debug("p2p dag stream aborted", "peer", p, "err", err)
+		_ = s.Reset()
+		return
+	}
+	_ = s.Close()
+	h.s.log.Debug("p2p dag stream served", "peer", p, "blocks", st.Blocks, "bytes", st.Bytes, "took", time.Since(start))
+}
+
+// sendDAG writes every block under wants, depth first in link order, each
+// once. A block it lacks is reported with a missing frame and its subtree
+// skipped. Blocks are sent as stored: the receiver verifies them.
+func sendDAG(ctx context.Context, bs blockstore.Blockstore, dl interface{ SetWriteDeadline(time.Time) error }, w *bufio.Writer, wants []cid.Cid) (DAGStats, error) {
+	var st DAGStats
+	seen := make(map[string]struct{})
+	var stack []cid.Cid
+	for _, root := range wants {
+		stack = append(stack[:0], root)
+		for len(stack) > 0 {
+			if err := ctx.Err(); err != nil {
+				return st, err
+			}
+			c := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			if c.Prefix().MhType == mh.IDENTITY {
+				continue // the data is in the CID
+			}
+			k := c.KeyString()
+			if _, ok := seen[k]; ok {
+				continue
+			}
+			seen[k] = struct{}{}
+			_ = dl.SetWriteDeadline(time.Now().Add(dagWriteTimeout))
+			b, err := bs.Get(ctx, c)
+			if ipld.IsNotFound(err) {
+				if err := writeMissingFrame(w, c); err != nil {
+					return st, err
+				}
+				continue
+			}
+			if err != nil {
+				return st, err
+			}
+			data := b.RawData()
+			if err := writeBlockFrame(w, c, data); err != nil {
+				return st, err
+			}
+			st.Blocks++
+			st.Bytes += int64(len(data))
+			ls, err := dagLinks(c, data)
+			if err != nil {
+				return st, fmt.Errorf("block %s: %w", c, err)
+			}
+			for i := len(ls) - 1; i >= 0; i-- {
+				stack = append(stack, ls[i])
+			}
+		}
+	}
+	return st, nil
+}
+
+// dagLinks returns the children of a block in link order. Raw blocks have
+// none; blocks of codecs other than dag-pb are treated as leaves by both
+// ends (their children, if any, are left to bitswap).
+func dagLinks(c cid.Cid, data []byte) ([]cid.Cid, error) {
+	if c.Type() != cid.DagProtobuf {
+		return nil, nil
+	}
+	n, err := merkledag.DecodeProtobuf(data)
+	if err != nil {
+		return nil, err
+	}
+	ls := n.Links()
+	out := make([]cid.Cid, len(ls))
+	for i, l := range ls {
+		out[i] = l.Cid
+	}
+	return out, nil
+}
+
+// DAGPeers returns the connected peers that Config.DAGStreamAllowed
+// accepts and that speak DAGProtocol (or whose protocols are not known
+// yet). Empty before Start, after Close, and when DAGStreamAllowed is nil.
+func (h *Host) DAGPeers() []peer.ID {
+	lh, _ := h.runningCtx()
+	allowed := h.s.dagAllowed
+	if lh == nil || allowed == nil {
+		return nil
+	}
+	var out []peer.ID
+	for _, p := range lh.Network().Peers() {
+		if !allowed(p) {
+			continue
+		}
+		if ps, _ := lh.Peerstore().GetProtocols(p); len(ps) > 0 {
+			if sup, _ := lh.Peerstore().SupportsProtocols(p, DAGProtocol); len(sup) == 0 {
+				continue
+			}
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// FetchDAG fetches from peer p every block under root that the
+// Blockstore lacks, over DAGProtocol, and hands them to sink in large
+// batches (durability is the sink's business). It first walks what is
+// stored locally, so an interrupted transfer resumes: only the subtrees
+// missing here are asked for. Every block is verified against its CID once,
+// on receipt, and must belong to the DAG asked for; a bad one fails the
+// call with ErrDAGCorrupt before it reaches sink. A block the peer lacks
+// fails it with ErrDAGIncomplete once the rest has arrived. A refusal by p
+// is ErrDAGRefused. It blocks until done or ctx ends.
+func (h *Host) FetchDAG(ctx context.Context, p peer.ID, root cid.Cid, sink BlockSink) (DAGStats, error) {
+	st, err := h.fetchDAG(ctx, p, root, sink)
+	if err != nil {
+		return st, fmt.Errorf("p2p: fetch dag %s from %s: %w", root, p, err)
+	}
+	return st, nil
+}
+
+func (h *Host) fetchDAG(ctx context.Context, p peer.ID, root cid.Cid, sink BlockSink) (DAGStats, error) {
+	lh, _ := h.runningCtx()
+	if lh == nil {
+		return DAGStats{}, ErrClosed
+	}
+	wants, truncated, err := localMissing(ctx, h.s.blockstore, root, maxDAGWants)
+	if err != nil || len(wants) == 0 {
+		return DAGStats{}, err
+	}
+	s, err := lh.NewStream(network.WithAllowLimitedConn(ctx, "dag"), p, DAGProtocol)
+	if err != nil {
+		return DAGStats{}, fmt.Errorf("%w: %w", ErrDAGRefused, err)
+	}
+	defer s.Close()
+	stop := context.AfterFunc(ctx, func() { _ = s.Reset() })
+	defer stop()
+	if _, err := s.Write(encodeDAGRequest(wants)); err != nil {
+		_ = s.Reset()
+		return DAGStats{}, err
+	}
+	_ = s.CloseWrite()
+	st, err := receiveDAG(ctx, bufio.NewReaderSize(s, dagWriteBuffer), wants, sink, func() { _ = s.Reset() })
+	if err != nil {
+		_ = s.Reset()
+		if cerr := ctx.Err(); cerr != nil {
+			err = cerr
+		}
+		return st, err
+	}
+	if truncated {
+		return st, fmt.Errorf("%w: more than %d subtrees were missing; fetch again for the rest", ErrDAGIncomplete, maxDAGWants)
+	}
+	return st, nil
+}
+
+// localMissing walks the DAG under root through what bs holds and returns
+// the roots of the missing subtrees (at most max; truncated says whether
+// there were more).
+func localMissing(ctx context.Context, bs blockstore.Blockstore, root cid.Cid, max int) (wants []cid.Cid, truncated bool, err error) {
+	seen := make(map[string]struct{})
+	stack := []cid.Cid{root}
+	for len(stack) > 0 {
+		if err := ctx.Err(); err != nil {
+			return nil, false, err
+		}
+		c := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if c.Prefix().MhType == mh.IDENTITY {
+			continue
+		}
+		k := c.KeyString()
+		if _, ok := seen[k]; ok {
+			continue
+		}
+		seen[k] = struct{}{}
+		has, err := bs.Has(ctx, c)
+		if err != nil {
+			return nil, false, err
+		}
+		if !has {
+			if len(wants) == max {
+				return wants, true, nil
+			}
+			wants = append(wants, c)
+			continue
+		}
+		if c.Type() != cid.DagProtobuf {
+			continue
+		}
+		b, err := bs.Get(ctx, c)
+		if err != nil {
+			return nil, false, err
+		}
+		ls, err := dagLinks(c, b.RawData())
+		if err != nil {
+			return nil, false, fmt.Errorf("local block %s: %w", c, err)
+		}
+		for i := len(ls) - 1; i >= 0; i-- {
+			stack = append(stack, ls[i])
+		}
+	}
+	return wants, false, nil
+}
+
+// dagItem is one frame on its way from the reader through a hashing
+// worker to the consumer.
+type dagItem struct {
+	f    dagFrame
+	err  error // a read error (with f.kind 0), or the hash check's
+	done chan struct{}
+}
+
+// receiveDAG reads the response to a request for wants. Frames are read on
+// one goroutine, hashed on all CPUs, and consumed in stream order here, so
+// that a block is accepted only once its parent has named it. abort
+// unblocks a read of r in progress; it is called when receiveDAG returns
+// before the stream's end.
+func receiveDAG(ctx context.Context, r *bufio.Reader, wants []cid.Cid, sink BlockSink, abort func()) (DAGStats, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	order := make(chan *dagItem, dagInFlight)
+	jobs := make(chan *dagItem, dagInFlight)
+	workers := runtime.GOMAXPROCS(0)
+	done := make(chan struct{})
+	for range workers {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for it := range jobs {
+				got, err := it.f.cid.Prefix().Sum(it.f.data)
+				if err == nil && !got.Equals(it.f.cid) {
+					err = fmt.Errorf("%w: block %s: data hashes to %s", ErrDAGCorrupt, it.f.cid, got)
+				} else if err != nil {
+					err = fmt.Errorf("%w: block %s: %w", ErrDAGCorrupt, it.f.cid, err)
+				}
+				it.err = err
+				close(it.done)
+			}
+		}()
+	}
+	var finished atomic.Bool
+	go func() {
+		defer close(jobs)
+		defer close(order)
+		for {
+			f, err := readDAGFrame(r)
+			it := &dagItem{f: f, err: err, done: make(chan struct{})}
+			if err == nil && f.kind == frameBlock {
+				select {
+				case jobs <- it:
+				case <-ctx.Done():
+					return
+				}
+			} else {
+				close(it.done)
+			}
+			select {
+			case order <- it:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil || f.kind == frameEnd || f.kind == frameRefused {
+				finished.Store(true)
+				return
+			}
+		}
+	}()
+	defer func() {
+		cancel()
+		if !finished.Load() {
+			abort()
+		}
+		for range order {
+		}
+		for range workers {
+			<-done
+		}
+	}()
+
+	var st DAGStats
+	pending := make(map[string]struct{}, len(wants))
+	seen := make(map[string]struct{}, len(wants))
+	for _, c := range wants {
+		pending[c.KeyString()] = struct{}{}
+		seen[c.KeyString()] = struct{}{}
+	}
+	var missing []cid.Cid
+	var batch []blocks.Block
+	var batchBytes int
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		if err := sink.PutMany(ctx, batch); err != nil {
+			return fmt.Errorf("store: %w", err)
+		}
+		batch, batchBytes = nil, 0
+		return nil
+	}
+	for it := range order {
+		select {
+		case <-it.done:
+		case <-ctx.Done():
+			return st, ctx.Err()
+		}
+		if it.f.kind == 0 {
+			return st, it.err
+		}
+		f := it.f
+		switch f.kind {
+		case frameRefused:
+			return st, fmt.Errorf("%w: %q", ErrDAGRefused, f.data)
+		case frameEnd:
+			if len(pending) > 0 {
+				return st, fmt.Errorf("%w: stream ended with %d blocks neither sent nor reported missing", ErrDAGCorrupt, len(pending))
+			}
+			if err := flush(); err != nil {
+				return st, err
+			}
+			if len(missing) > 0 {
+				return st, fmt.Errorf("%w: the peer lacks %s (%d blocks in all)", ErrDAGIncomplete, missing[0], len(missing))
+			}
+			return st, nil
+		}
+		k := f.cid.KeyString()
+		if _, ok := pending[k]; !ok {
+			return st, fmt.Errorf("%w: block %s was not asked for", ErrDAGCorrupt, f.cid)
+		}
+		delete(pending, k)
+		if f.kind == frameMissing {
+			missing = append(missing, f.cid)
+			continue
+		}
+		if it.err != nil {
+			return st, it.err
+		}
+		ls, err := dagLinks(f.cid, f.data)
+		if err != nil {
+			return st, fmt.Errorf("%w: block %s: %w", ErrDAGCorrupt, f.cid, err)
+		}
+		for _, l := range ls {
+			if l.Prefix().MhType == mh.IDENTITY {
+				continue
+			}
+			lk := l.KeyString()
+			if _, ok := seen[lk]; !ok {
+				seen[lk] = struct{}{}
+				pending[lk] = struct{}{}
+			}
+		}
+		b, err := blocks.NewBlockWithCid(f.data, f.cid)
+		if err != nil {
+			return st, err
+		}
+		batch = append(batch, b)
+		batchBytes += len(f.data)
+		st.Blocks++
+		st.Bytes += int64(len(f.data))
+		if batchBytes >= dagSinkBatch {
+			if err := flush(); err != nil {
+				return st, err
+			}
+		}
+	}
+	return st, ctx.Err()
+}
