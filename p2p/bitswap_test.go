@@ -182,12 +182,18 @@ func TestExchangeMissingBlockHonoursContext(t *testing.T) {
 // chunks, as pcnode imports) to dag.
 func importFile(t testing.TB, dag ipld.DAGService, data []byte) ipld.Node {
 	t.Helper()
+	return importFileChunk(t, dag, data, 256<<10)
+}
+
+// importFileChunk is importFile with chunks of the given size.
+func importFileChunk(t testing.TB, dag ipld.DAGService, data []byte, chunk int64) ipld.Node {
+	t.Helper()
 	db, err := (&helpers.DagBuilderParams{
 		Maxlinks:   helpers.DefaultLinksPerBlock,
 		RawLeaves:  true,
 		CidBuilder: cidV1,
 		Dagserv:    dag,
-	}).New(chunker.NewSizeSplitter(bytes.NewReader(data), 256<<10))
+	}).New(chunker.NewSizeSplitter(bytes.NewReader(data), chunk))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -347,3 +347,34 @@ func FuzzDAGFrames(f *testing.F) {
 		}
 	})
 }
+
+type discardSink struct{}
+
+func (discardSink) PutMany(context.Context, []blocks.Block) error { return nil }
+
+// BenchmarkFetchDAG moves a -p2p.mib MiB UnixFS file (1 MiB leaves) over
+// the DAG stream, verifying every block; compare BenchmarkFetch (bitswap).
+//
+//	go test -run - -bench FetchDAG -benchtime 1x ./p2p -p2p.mib 1024
+func BenchmarkFetchDAG(b *testing.B) {
+	ctx := context.Background()
+	bsA := newBlockstore()
+	data := make([]byte, *benchMiB<<20)
+	rand.NewChaCha8([32]byte{8}).Read(data)
+	root := importFileChunk(b, offlineDAG(bsA), data, 1<<20).Cid()
+	data = nil
+	for b.Loop() {
+		b.StopTimer()
+		a, h, _ := dagPair(b, bsA, func(peer.ID) bool { return true })
+		cpu0 := cpuTime(b)
+		b.StartTimer()
+		st, err := h.FetchDAG(ctx, a.ID(), root, discardSink{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		b.SetBytes(st.Bytes)
+		b.ReportMetric(float64((cpuTime(b)-cpu0).Milliseconds())/float64(st.Bytes>>20), "cpu-ms/MiB")
+		b.StartTimer()
+	}
+}
