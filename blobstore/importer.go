@@ -423,6 +423,16 @@ func (w *writer) Add(ctx context.Context, n ipld.Node) error {
 }
 
 func (w *writer) AddMany(ctx context.Context, ns []ipld.Node) error {
+	bs := make([]blocks.Block, len(ns))
+	for i, n := range ns {
+		bs[i] = n
+	}
+	return w.addBlocks(ctx, bs)
+}
+
+// addBlocks queues blocks for the next batch, handing a full batch to the
+// background committer (waiting while two are already queued).
+func (w *writer) addBlocks(ctx context.Context, bs []blocks.Block) error {
 	if err := w.failed(); err != nil {
 		return err
 	}
@@ -431,11 +441,11 @@ func (w *writer) AddMany(ctx context.Context, ns []ipld.Node) error {
 	}
 	w.mu.Lock()
 	var full []blocks.Block
-	for _, n := range ns {
-		w.pending = append(w.pending, n)
-		w.pbytes += len(n.RawData())
+	for _, b := range bs {
+		w.pending = append(w.pending, b)
+		w.pbytes += len(b.RawData())
 	}
-	w.count.Add(int64(len(ns)))
+	w.count.Add(int64(len(bs)))
 	if w.pbytes >= w.s.writeBatch {
 		full, w.pending, w.pbytes = w.pending, nil, 0
 	}

@@ -1,0 +1,87 @@
+package blobstore
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"testing"
+
+	blocks "github.com/ipfs/go-block-format"
+	"github.com/ipfs/go-cid"
+	mh "github.com/multiformats/go-multihash"
+)
+
+func TestBlockWriter(t *testing.T) {
+	ctx := context.Background()
+	mk := func(n, size int) []blocks.Block {
+		var bs []blocks.Block
+		for i := range n {
+			d := randBytes(uint64(1000+i), size)
+			c, err := cid.Prefix{Version: 1, Codec: cid.Raw, MhType: mh.SHA2_256, MhLength: -1}.Sum(d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := blocks.NewBlockWithCid(d, c)
+			bs = append(bs, b)
+		}
+		return bs
+	}
+	for _, tc := range []struct {
+		name   string
+		blocks []blocks.Block
+	}{
+		{"small blocks", mk(300, 4<<10)},
+		{"large blocks over several batches", mk(12, 512<<10)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			s := mustOpen(t, Config{Dir: dir})
+			s.writeBatch = 1 << 20 // several background commits
+			bw, err := s.NewBlockWriter(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := 0; i < len(tc.blocks); i += 7 {
+				if err := bw.PutMany(ctx, tc.blocks[i:min(i+7, len(tc.blocks))]); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := bw.Commit(); err != nil {
+				t.Fatal(err)
+			}
+			if bw.Blocks() != len(tc.blocks) {
+				t.Errorf("Blocks() = %d, want %d", bw.Blocks(), len(tc.blocks))
+			}
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			s = mustOpen(t, Config{Dir: dir})
+			defer s.Close()
+			for _, b := range tc.blocks {
+				got, err := s.Get(ctx, b.Cid())
+				if err != nil || !bytes.Equal(got.RawData(), b.RawData()) {
+					t.Fatalf("block %s after reopen: %v", b.Cid(), err)
+				}
+			}
+		})
+	}
+}
+
+func TestBlockWriterAbortAndClosedStore(t *testing.T) {
+	ctx := context.Background()
+	s := mustOpen(t, Config{})
+	bw, err := s.NewBlockWriter(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bw.Abort()
+	if err := bw.Commit(); !errors.Is(err, context.Canceled) {
+		t.Errorf("Commit after Abort = %v, want context.Canceled", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.NewBlockWriter(ctx); !errors.Is(err, ErrClosed) {
+		t.Errorf("NewBlockWriter on a closed store = %v, want ErrClosed", err)
+	}
+}
