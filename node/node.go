@@ -306,6 +306,8 @@ func (n *Node) wire(ctx context.Context) error {
 		StaticRelays:     func() []peer.AddrInfo { return n.members.servers(relayHost.Load(), n.id) },
 		// Members get every block, anyone else those of active shares.
 		BlockFilter: n.serveBlock,
+		// Members fetch whole DAGs over the fast stream.
+		DAGStreamAllowed: n.members.IsMember,
 	})
 	if err != nil {
 		return fmt.Errorf("node: start: %w", err)
@@ -566,7 +568,7 @@ func (n *Node) Get(ctx context.Context, req api.GetRequest, fn api.ProgressFunc)
 	if req.Link != "" {
 		return n.getLink(ctx, req, fn)
 	}
-	st, dag, _, err := n.parts()
+	st, dag, h, err := n.parts()
 	if err != nil {
 		return api.GetResult{}, fmt.Errorf("node: get: %w", err)
 	}
@@ -579,7 +581,12 @@ func (n *Node) Get(ctx context.Context, req api.GetRequest, fn api.ProgressFunc)
 	}
 	n.gcMu.RLock()
 	err = putEmptyBlocks(ctx, st)
+	if err == nil && h != nil {
+		n.fetchFast(ctx, st, h, c)
+	}
 	if err == nil {
+		// After the fast path this finds everything local, or fetches
+		// what is still missing by bitswap.
 		err = blobstore.Fetch(ctx, dag, c, progress(fn))
 	}
 	if err != nil && n.cfg.Offline && ctx.Err() == nil {
@@ -602,6 +609,30 @@ func (n *Node) Get(ctx context.Context, req api.GetRequest, fn api.ProgressFunc)
 		return api.GetResult{}, n.contentErr("get", c, err)
 	}
 	return api.GetResult{CID: c.String(), Output: req.Output, Size: size}, nil
+}
+
+// fetchFast makes what it can of the DAG under c local over the members'
+// DAG stream (p2p.DAGProtocol) from a connected member, durably. It is
+// best effort: blobstore.Fetch afterwards checks and completes the DAG.
+func (n *Node) fetchFast(ctx context.Context, st *blobstore.Store, h *p2p.Host, c cid.Cid) {
+	for _, p := range h.DAGPeers() {
+		bw, err := st.NewBlockWriter(ctx)
+		if err != nil {
+			return
+		}
+		stats, err := h.FetchDAG(ctx, p, c, bw)
+		if cerr := bw.Commit(); err == nil {
+			err = cerr
+		}
+		if err == nil {
+			n.log.Debug("fetched over the dag stream", "cid", c, "peer", p, "blocks", stats.Blocks, "bytes", stats.Bytes)
+			return
+		}
+		n.log.Debug("dag stream fetch failed", "cid", c, "peer", p, "blocks", stats.Blocks, "err", err)
+		if ctx.Err() != nil {
+			return
+		}
+	}
 }
 
 // Ls lists the directory c, or describes the file c as its one entry.
