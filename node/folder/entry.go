@@ -135,8 +135,8 @@ func (r *reader) uvarint(what string) uint64 {
 		return 0
 	}
 	v, n := binary.Uvarint(r.b)
-	if n <= 0 {
-		r.fail(what)
+	if n <= 0 || n != uvarintLen(v) {
+		r.fail(what) // truncated, overflowing or not minimal
 		return 0
 	}
 	r.b = r.b[n:]
@@ -148,7 +148,7 @@ func (r *reader) varint(what string) int64 {
 		return 0
 	}
 	v, n := binary.Varint(r.b)
-	if n <= 0 {
+	if n <= 0 || n != uvarintLen(uint64(v)<<1^uint64(v>>63)) {
 		r.fail(what)
 		return 0
 	}
@@ -194,6 +194,17 @@ func (r *reader) u64(what string) uint64 {
 	v := binary.BigEndian.Uint64(r.b)
 	r.b = r.b[8:]
 	return v
+}
+
+// uvarintLen is the length of v's minimal encoding: the decoder accepts
+// only that, so that every value has exactly one encoding.
+func uvarintLen(v uint64) int {
+	n := 1
+	for v >= 0x80 {
+		v >>= 7
+		n++
+	}
+	return n
 }
 
 // entry decodes one entry and checks it.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
@@ -72,6 +73,9 @@ func TestMassDeleteHeld(t *testing.T) {
 	devs, _ := newDevs(t, 2, "mass", func(i int, c *Config) {
 		if i == 0 {
 			c.MassDeleteMin = 1000 // a may delete freely; b guards
+		} else if os.Getenv("FOLDER_DEBUG") != "" {
+			c.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+			c.NoWatch = true       // one scan sees all 15 deletes at once
 		}
 	})
 	a, b := devs[0], devs[1]

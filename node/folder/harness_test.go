@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -128,6 +129,9 @@ func tree(t *testing.T, root string) map[string]fileState {
 	t.Helper()
 	out := map[string]fileState{}
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // changing under our feet: the next poll sees it
+		}
 		if err != nil {
 			return err
 		}
@@ -142,6 +146,9 @@ func tree(t *testing.T, root string) map[string]fileState {
 			return nil
 		}
 		fi, err := d.Info()
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
 		if err != nil {
 			return err
 		}
@@ -149,6 +156,9 @@ func tree(t *testing.T, root string) map[string]fileState {
 		if !d.IsDir() {
 			st.MTime = fi.ModTime().UnixNano()
 			b, err := os.ReadFile(p)
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
 			if err != nil {
 				return err
 			}

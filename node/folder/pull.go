@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/ipfs/boxo/ipld/merkledag"
@@ -118,6 +119,7 @@ func (f *Folder) pull(ctx context.Context) error {
 		}
 	}
 	held := f.massDelete(delFiles, live) && !f.confirm
+	f.log.Debug("pull plan", "dirs", len(dirs), "files", len(files), "deletes", len(dels), "delete_files", delFiles, "live", live, "held", held)
 	f.confirm = false
 	f.heldRemote = 0
 	if held {
@@ -166,9 +168,33 @@ func (f *Folder) pull(ctx context.Context) error {
 	if err := f.commitPulled(recs); err != nil {
 		return err
 	}
+	// Fetching the next batch overlaps writing this one: one is network
+	// bound, the other disk bound.
+	chunks := make([][]action, 0, len(files)/pullBatch+1)
 	for i := 0; i < len(files); i += pullBatch {
-		chunk := files[i:min(i+pullBatch, len(files))]
-		recs, errs := f.applyFiles(ctx, chunk)
+		chunks = append(chunks, files[i:min(i+pullBatch, len(files))])
+	}
+	prefetch := func(as []action) chan error {
+		ch := make(chan error, 1)
+		go func() { ch <- f.fetch(ctx, as) }()
+		return ch
+	}
+	var pending chan error
+	defer func() {
+		if pending != nil {
+			<-pending
+		}
+	}()
+	if len(chunks) > 0 {
+		pending = prefetch(chunks[0])
+	}
+	for i, chunk := range chunks {
+		fetchErr := <-pending
+		pending = nil
+		if i+1 < len(chunks) {
+			pending = prefetch(chunks[i+1])
+		}
+		recs, errs := f.applyFiles(ctx, chunk, fetchErr)
 		for p, err := range errs {
 			fail(p, err)
 		}
@@ -352,6 +378,45 @@ func (f *Folder) applyDelete(a action) (*record, error) {
 	return rec, nil
 }
 
+// stageWorkers write temporary files in parallel: small files cost
+// syscalls more than bandwidth.
+const stageWorkers = 4
+
+// stageAll stages every action without an error yet, recording failures in errs.
+func (f *Folder) stageAll(ctx context.Context, as []action, errs map[string]error) []staged {
+	out := make([]staged, len(as))
+	fails := make([]error, len(as))
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for range stageWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				out[i], fails[i] = f.stage(ctx, as[i])
+			}
+		}()
+	}
+	for i, a := range as {
+		if errs[a.want.Path] == nil {
+			next <- i
+		}
+	}
+	close(next)
+	wg.Wait()
+	var st []staged
+	for i, a := range as {
+		switch {
+		case errs[a.want.Path] != nil:
+		case fails[i] != nil:
+			errs[a.want.Path] = fails[i]
+		default:
+			st = append(st, out[i])
+		}
+	}
+	return st
+}
+
 // staged is a file written under a temporary name, waiting for its rename.
 type staged struct {
 	a   action
@@ -364,9 +429,11 @@ type staged struct {
 // then each is renamed into place and the directories are fsynced. A
 // crash leaves either the old file or the complete new one under the real
 // name, and at worst temporary files, which the next scan removes.
-func (f *Folder) applyFiles(ctx context.Context, as []action) ([]*record, map[string]error) {
+func (f *Folder) applyFiles(ctx context.Context, as []action, fetchErr error) ([]*record, map[string]error) {
 	errs := map[string]error{}
-	if err := f.fetch(ctx, as); err != nil {
+	t0 := time.Now()
+	defer func() { f.log.Debug("applied files", "n", len(as), "took", time.Since(t0)) }()
+	if fetchErr != nil {
 		// Fetch what can be fetched one by one; the rest waits.
 		for _, a := range as {
 			if err := f.fetch(ctx, []action{a}); err != nil {
@@ -374,18 +441,9 @@ func (f *Folder) applyFiles(ctx context.Context, as []action) ([]*record, map[st
 			}
 		}
 	}
-	var st []staged
-	for _, a := range as {
-		if errs[a.want.Path] != nil {
-			continue
-		}
-		s, err := f.stage(ctx, a)
-		if err != nil {
-			errs[a.want.Path] = err
-			continue
-		}
-		st = append(st, s)
-	}
+	f.log.Debug("fetched", "n", len(as), "took", time.Since(t0))
+	st := f.stageAll(ctx, as, errs)
+	f.log.Debug("staged", "n", len(st), "took", time.Since(t0))
 	defer func() {
 		for _, s := range st {
 			_ = os.Remove(s.tmp) // renamed ones are gone already
@@ -400,6 +458,7 @@ func (f *Folder) applyFiles(ctx context.Context, as []action) ([]*record, map[st
 		}
 		return nil, errs
 	}
+	f.log.Debug("staged and synced", "n", len(st), "took", time.Since(t0))
 	var recs []*record
 	dirs := map[string]bool{}
 	for _, s := range st {
@@ -635,4 +694,3 @@ func syncDir(dir string) error {
 	defer fd.Close()
 	return fd.Sync()
 }
-

@@ -15,10 +15,10 @@ import (
 // added; a directory created later is added by the scan its creation
 // triggers.
 type watcher struct {
-	f  *Folder
-	w  *fsnotify.Watcher
-	mu sync.Mutex
-	in map[string]bool
+	f         *Folder
+	w         *fsnotify.Watcher
+	mu        sync.Mutex
+	in        map[string]bool
 	closeOnce sync.Once
 }
 
