@@ -75,7 +75,7 @@ func TestMassDeleteHeld(t *testing.T) {
 			c.MassDeleteMin = 1000 // a may delete freely; b guards
 		} else if os.Getenv("FOLDER_DEBUG") != "" {
 			c.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-			c.NoWatch = true       // one scan sees all 15 deletes at once
+			c.NoWatch = true // one scan sees all 15 deletes at once
 		}
 	})
 	a, b := devs[0], devs[1]
