@@ -580,7 +580,7 @@ func (n *Node) Get(ctx context.Context, req api.GetRequest, fn api.ProgressFunc)
 		return api.GetResult{}, api.Errorf(api.ErrInvalid, "node: get %s: output %q must be an absolute path", c, req.Output)
 	}
 	n.gcMu.RLock()
-	err = putEmptyBlocks(ctx, st)
+	err = n.putEmptyBlocks(ctx, st)
 	if err == nil && h != nil {
 		n.fetchFast(ctx, st, h, c)
 	}

@@ -66,7 +66,7 @@ func (n *Node) getLink(ctx context.Context, req api.GetRequest, fn api.ProgressF
 	}
 
 	n.gcMu.RLock()
-	err = putEmptyBlocks(ctx, st)
+	err = n.putEmptyBlocks(ctx, st)
 	if err == nil {
 		err = n.fetchWatched(ctx, dag, c, fn)
 	}
@@ -232,7 +232,14 @@ func (n *Node) dagFileBytes(ctx context.Context, c cid.Cid) (int64, error) {
 // importer uses. boxo's bitswap server never sends a block of size 0 (it
 // answers HAVE instead), so a DAG holding an empty file could not be
 // fetched; the content of these blocks is known, so they need no peer.
-func putEmptyBlocks(ctx context.Context, st *blobstore.Store) error {
+//
+// Offline nothing is fetched, so nothing is put: the store stays exactly
+// as the user left it. Online the blocks stay, unpinned unless a DAG uses
+// them, until the next GC.
+func (n *Node) putEmptyBlocks(ctx context.Context, st *blobstore.Store) error {
+	if n.Host() == nil {
+		return nil
+	}
 	for _, h := range []uint64{mh.SHA2_256, mh.BLAKE3} {
 		c, err := cid.Prefix{Version: 1, Codec: cid.Raw, MhType: h, MhLength: -1}.Sum(nil)
 		if err != nil {
