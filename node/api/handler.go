@@ -104,6 +104,9 @@ func NewHandler(b Backend, cfg HandlerConfig) http.Handler {
 		"/api/v1/shares/revoke":  {method: http.MethodPost, serve: h.shareRevoke},
 		"/metrics":               {method: http.MethodGet, serve: h.metrics},
 	}
+	for path, rt := range h.folderRoutes() {
+		h.route[path] = rt
+	}
 	return h
 }
 
