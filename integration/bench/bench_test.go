@@ -491,6 +491,8 @@ add)
 	cp -R "$3" "$FAKE_STORE/$c"
 	echo "$c" ;;
 peers) echo "$3" > "$home/peer" ;;
+invite) [ -f "$home/api" ] || { echo "no daemon" >&2; exit 1; }; echo '{"code":"pcnode1fake"}' ;;
+join) [ "$4" = pcnode1fake ] || { echo "bad code" >&2; exit 1; }; echo "cloud = fake" >> "$home/config.toml" ;;
 share) [ -e "$FAKE_STORE/$2" ] || { echo "no such content" >&2; exit 1; } ;;
 get)
 	[ -f "$home/peer" ] || { echo "not connected" >&2; exit 1; }
@@ -584,6 +586,7 @@ func TestRunWithFake(t *testing.T) {
 		{name: "ok", wantOut: true},
 		{name: "get fails", fail: "get", wantErr: "fake failure of get"},
 		{name: "add fails", fail: "add", wantErr: "fake failure of add"},
+		{name: "join fails", fail: "join", wantErr: "fake failure of join"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -616,8 +619,10 @@ func TestRunWithFake(t *testing.T) {
 				t.Error("the file differs from the report on stdout")
 			}
 			for _, want := range []string{
-				"| add a 1 MiB file |", "| fetch the 1 MiB file from a second daemon |",
-				"| add a tree of 30 × 4 KiB files |", "| fetch the tree from a second daemon |",
+				"| add a 1 MiB file |", "| fetch the 1 MiB file from a daemon of another cloud (bitswap) |",
+				"| fetch the 1 MiB file from a member daemon (DAG stream) |",
+				"| add a tree of 30 × 4 KiB files |", "| fetch the tree from a daemon of another cloud (bitswap) |",
+				"| fetch the tree from a member daemon (DAG stream) |",
 				"| idle daemon RSS (10ms after start) |", "Reduced run", "| runs per figure | 2 ",
 				"| pcnode built from | the binary given with -bin |",
 			} {

@@ -7,8 +7,9 @@
 // own limits in the same run (one core's SHA-256 rate, the synced disk
 // write rate, loopback TCP throughput), then times real pcnode processes:
 // adding a large file and a tree of small files to a daemon, fetching both
-// by CID from a second daemon over loopback, and the resident memory of an
-// idle daemon. Every figure in the report is measured in that run; none is
+// by CID over loopback from a daemon of another cloud (bitswap) and from a
+// daemon that joined the first one's cloud (the members' DAG stream), and
+// the resident memory of an idle daemon. Every figure in the report is measured in that run; none is
 // typed by hand.
 //
 // All daemons use fresh homes of the local profile under the temporary

@@ -205,8 +205,8 @@ func (b *bench) run(ctx context.Context) (*report, error) {
 	} else {
 		defer os.RemoveAll(tmp)
 	}
-	// Source, two stores and one output of the large file, the tree, slack.
-	need := 4*o.fileSize + 8*int64(o.treeFiles)*int64(o.treeFile) + 256*mib
+	// Source, three stores and one output of the large file, the tree, slack.
+	need := 5*o.fileSize + 12*int64(o.treeFiles)*int64(o.treeFile) + 256*mib
 	if free, err := freeBytes(tmp); err == nil && free < need {
 		return nil, fmt.Errorf("%s has %d MiB free; the run needs about %d MiB (use -dir or -quick)", tmp, free/mib, need/mib)
 	}
@@ -239,15 +239,21 @@ func (b *bench) run(ctx context.Context) (*report, error) {
 	size := sizeString(o.fileSize)
 	add := &scenario{Name: "add a " + size + " file", Unit: "MiB/s", Limit: disk,
 		Target: target{"≥ 350 MiB/s or ≥ 85% of synced disk write", func(m, r float64) bool { return m >= 350 || r >= 0.85 }}}
-	fetch := &scenario{Name: "fetch the " + size + " file from a second daemon", Unit: "MiB/s", Limit: tcp,
+	fetch := &scenario{Name: "fetch the " + size + " file from a daemon of another cloud (bitswap)", Unit: "MiB/s", Limit: tcp,
+		Target: target{"≥ 300 MiB/s", func(m, _ float64) bool { return m >= 300 }}}
+	memberFetch := &scenario{Name: "fetch the " + size + " file from a member daemon (DAG stream)", Unit: "MiB/s", Limit: tcp,
 		Target: target{"≥ 300 MiB/s", func(m, _ float64) bool { return m >= 300 }}}
 	treeAdd := &scenario{Name: fmt.Sprintf("add a tree of %d × %s files", o.treeFiles, sizeString(int64(o.treeFile))), Unit: "s",
 		Target: target{"< 1.5 s", func(m, _ float64) bool { return m < 1.5 }}}
-	treeFetch := &scenario{Name: "fetch the tree from a second daemon", Unit: "s",
+	treeFetch := &scenario{Name: "fetch the tree from a daemon of another cloud (bitswap)", Unit: "s",
+		Target: target{"< 5 s", func(m, _ float64) bool { return m < 5 }}}
+	memberTreeFetch := &scenario{Name: "fetch the tree from a member daemon (DAG stream)", Unit: "s",
 		Target: target{"< 5 s", func(m, _ float64) bool { return m < 5 }}}
 	idle := &scenario{Name: fmt.Sprintf("idle daemon RSS (%v after start)", o.idle), Unit: "MiB",
 		Target: target{"< 60 MiB", func(m, _ float64) bool { return m < 60 }}}
-	rep.Scenarios = []*scenario{add, fetch, treeAdd, treeFetch, idle}
+	sc := &scenarios{add: add, fetch: fetch, treeAdd: treeAdd, treeFetch: treeFetch, idle: idle,
+		memberFetch: memberFetch, memberTreeFetch: memberTreeFetch}
+	rep.Scenarios = []*scenario{add, fetch, memberFetch, treeAdd, treeFetch, memberTreeFetch, idle}
 
 	b.logf("measuring the machine's limits (%d runs)", o.runs)
 	for i := range o.runs {
@@ -270,7 +276,7 @@ func (b *bench) run(ctx context.Context) (*report, error) {
 
 	defer func() { rep.LoadEnd = loadavg() }()
 	for i := range o.runs {
-		if err := b.scenarioRun(ctx, i, data, add, fetch, treeAdd, treeFetch, idle); err != nil {
+		if err := b.scenarioRun(ctx, i, data, sc); err != nil {
 			return rep, err
 		}
 	}
@@ -393,14 +399,23 @@ func (d *dataset) make(o *options) error {
 	return err
 }
 
+// scenarios are the measured scenarios, filled in by each scenarioRun.
+type scenarios struct {
+	add, fetch, treeAdd, treeFetch, idle *scenario
+	memberFetch, memberTreeFetch         *scenario
+}
+
 // scenarioRun is one run of every scenario with fresh homes: daemon A adds
-// the file and the tree; a fresh daemon B idles, is measured, connects to A
-// and fetches both. It returns the first error after recording it on the
-// scenario it belongs to.
-func (b *bench) scenarioRun(ctx context.Context, i int, data *dataset, add, fetch, treeAdd, treeFetch, idle *scenario) (err error) {
+// the file and the tree; a fresh daemon B (of its own cloud) idles, is
+// measured, connects to A and fetches both by bitswap; then B stops and a
+// fresh daemon C that joined A's cloud fetches both over the members' DAG
+// stream. It returns the first error after recording it on the scenario
+// it belongs to.
+func (b *bench) scenarioRun(ctx context.Context, i int, data *dataset, sc *scenarios) (err error) {
+	add, fetch, treeAdd, treeFetch, idle := sc.add, sc.fetch, sc.treeAdd, sc.treeFetch, sc.idle
 	dir := filepath.Join(b.tmp, fmt.Sprintf("run%d", i+1))
-	homeA, homeB := filepath.Join(dir, "a"), filepath.Join(dir, "b")
-	for _, h := range []string{homeA, homeB} {
+	homeA, homeB, homeC := filepath.Join(dir, "a"), filepath.Join(dir, "b"), filepath.Join(dir, "c")
+	for _, h := range []string{homeA, homeB, homeC} {
 		if err := os.MkdirAll(h, 0o700); err != nil {
 			return err
 		}
@@ -500,7 +515,61 @@ func (b *bench) scenarioRun(ctx context.Context, i int, data *dataset, add, fetc
 	}
 	treeFetch.record(m.wall.Seconds(), m)
 	b.logf("%s: fetch tree: %.3f s, %.2f CPU s", n, m.wall.Seconds(), m.cpu.Seconds())
+	os.RemoveAll(outTree)
+
+	// A member: B stops (so that it takes no CPU), C joins A's cloud with
+	// an invite, starts, connects to A and fetches over the DAG stream.
+	pc.stop(db)
+	dc, err := b.joinMember(ctx, homeA, homeC, addr)
+	if err != nil {
+		return fail(sc.memberFetch, err)
+	}
+	both = []*daemon{da, dc}
+	m, err = measure(both, func() (time.Duration, error) { return pc.get(ctx, homeC, fileCID, out) })
+	if err != nil {
+		return fail(sc.memberFetch, err)
+	}
+	if sum, err := fileDigest(out); err != nil || sum != data.fileSum {
+		return fail(sc.memberFetch, fmt.Errorf("fetched file differs from the source (digest %s, want %s, %v)", sum, data.fileSum, err))
+	}
+	os.Remove(out)
+	sc.memberFetch.record(mibps(data.fileBytes, m.wall), m)
+	b.logf("%s: member fetch file: %.2f s, %s MiB/s, %.2f CPU s", n, m.wall.Seconds(), num(mibps(data.fileBytes, m.wall), "MiB/s"), m.cpu.Seconds())
+
+	m, err = measure(both, func() (time.Duration, error) { return pc.get(ctx, homeC, treeCID, outTree) })
+	if err != nil {
+		return fail(sc.memberTreeFetch, err)
+	}
+	if sum, err := treeDigest(outTree); err != nil || sum != data.treeSum {
+		return fail(sc.memberTreeFetch, fmt.Errorf("fetched tree differs from the source (digest %s, want %s, %v)", sum, data.treeSum, err))
+	}
+	sc.memberTreeFetch.record(m.wall.Seconds(), m)
+	b.logf("%s: member fetch tree: %.3f s, %.2f CPU s", n, m.wall.Seconds(), m.cpu.Seconds())
 	return nil
+}
+
+// joinMember makes homeC a member of homeA's cloud (A's daemon running),
+// starts its daemon and connects it to A at addr.
+func (b *bench) joinMember(ctx context.Context, homeA, homeC, addr string) (*daemon, error) {
+	pc := b.pc
+	if err := pc.initMemberHome(ctx, homeC); err != nil {
+		return nil, err
+	}
+	code, err := pc.invite(ctx, homeA)
+	if err != nil {
+		return nil, err
+	}
+	if err := pc.join(ctx, homeC, code); err != nil {
+		return nil, err
+	}
+	dc, err := pc.startDaemon(ctx, homeC)
+	if err != nil {
+		return nil, err
+	}
+	if err := pc.connect(ctx, homeC, addr); err != nil {
+		return nil, err
+	}
+	return dc, nil
 }
 
 // measurement is the wall time of one timed command and the CPU time it

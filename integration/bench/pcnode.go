@@ -60,6 +60,37 @@ func (p *pcnode) initHome(ctx context.Context, home string) error {
 	return err
 }
 
+// initMemberHome makes a fresh home of the local profile with no cloud
+// (it joins one next), its API on a free loopback port.
+func (p *pcnode) initMemberHome(ctx context.Context, home string) error {
+	if _, err := p.run(ctx, home, "init", "--profile", "local", "--no-cloud"); err != nil {
+		return err
+	}
+	_, err := p.run(ctx, home, "config", "set", "api.listen", "127.0.0.1:0")
+	return err
+}
+
+// invite returns a code from `pcnode invite --json` on home's daemon.
+func (p *pcnode) invite(ctx context.Context, home string) (string, error) {
+	out, err := p.run(ctx, home, "invite", "--json")
+	if err != nil {
+		return "", err
+	}
+	var inv struct {
+		Code string `json:"code"`
+	}
+	if err := json.Unmarshal([]byte(out), &inv); err != nil || inv.Code == "" {
+		return "", fmt.Errorf("pcnode invite --json: no code in %q (%v)", lastLines(out, 3), err)
+	}
+	return inv.Code, nil
+}
+
+// join joins home (no daemon running) to the cloud of an invite code.
+func (p *pcnode) join(ctx context.Context, home, code string) error {
+	_, err := p.run(ctx, home, "join", "--name", "bench-member", code)
+	return err
+}
+
 // status is the part of `pcnode status --json` the bench uses.
 type status struct {
 	ID    string   `json:"id"`
