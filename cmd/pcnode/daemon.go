@@ -2,16 +2,19 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/pcnode/pcnode/node"
+	"github.com/pcnode/pcnode/node/api"
 )
 
 func (a *app) daemonCmd() *cobra.Command {
@@ -83,14 +86,11 @@ func (a *app) runDaemon(ctx context.Context, o daemonOptions) error {
 	}
 	slog.SetDefault(log) // only cmd/pcnode sets the default logger
 
-	n, err := node.New(node.Config{Home: home, Logger: log, APIListen: o.apiListen, Getenv: o.getenv, Version: buildVersion().Version})
+	n, err := a.startNode(ctx, node.Config{Home: home, Logger: log, APIListen: o.apiListen, Getenv: o.getenv, Version: buildVersion().Version})
 	if err != nil {
 		return err
 	}
 	defer n.Close()
-	if err := n.Start(ctx); err != nil {
-		return err
-	}
 	st, err := n.Status(ctx)
 	if err != nil {
 		return err
@@ -106,6 +106,36 @@ func (a *app) runDaemon(ctx context.Context, o daemonOptions) error {
 	<-ctx.Done()
 	log.Info("daemon stopping", "reason", "signal")
 	return n.Close()
+}
+
+// startNode starts the daemon's node. When an offline command (status,
+// cat, ...) has the home open for a moment, it waits for it, at most
+// lockedWait; a home held by another daemon, whose API answers, is
+// refused at once.
+func (a *app) startNode(ctx context.Context, cfg node.Config) (*node.Node, error) {
+	deadline := time.Now().Add(lockedWait)
+	for {
+		n, err := node.New(cfg)
+		if err != nil {
+			return nil, err
+		}
+		err = n.Start(ctx)
+		if err == nil {
+			return n, nil
+		}
+		n.Close()
+		if !errors.Is(err, node.ErrHomeLocked) || time.Now().After(deadline) {
+			return nil, err
+		}
+		if _, derr := api.DialHome(cfg.Home); derr == nil {
+			return nil, err // another daemon runs there
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(100 * time.Millisecond): // polling the lock, bounded by deadline
+		}
+	}
 }
 
 func (a *app) statusCmd() *cobra.Command {
