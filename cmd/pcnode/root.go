@@ -231,6 +231,8 @@ func (a *app) print(v any, text func(w io.Writer)) error {
 	if a.json {
 		enc := json.NewEncoder(a.stdout)
 		enc.SetIndent("", "  ")
+		// Links hold '&': scripts grep them, so no \u0026 escapes.
+		enc.SetEscapeHTML(false)
 		return enc.Encode(v)
 	}
 	text(a.stdout)
