@@ -72,7 +72,8 @@ func (w *wireLog) waitFor(t *testing.T, d time.Duration, cond func() bool) bool 
 // TestShareRefusalRevealsNothing speaks bitswap to a sharer as a stranger
 // and checks, on the wire, that a private block and a missing block get
 // the same answer: DONT_HAVE when asked for one, nothing otherwise, and
-// never the block.
+// never the block. Once the share is revoked its blocks get that answer
+// too.
 func TestShareRefusalRevealsNothing(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a node; skipped with -short")
@@ -154,8 +155,28 @@ func TestShareRefusalRevealsNothing(t *testing.T) {
 	if !w.waitFor(t, 10*time.Second, func() bool { return w.dontHaves[mc] == 2 }) {
 		t.Fatal("no DONT_HAVE for the marker")
 	}
+	// Revoked: from the next want on, the shared block is refused like
+	// the others, with nothing in between.
+	if _, err := a.ShareRevoke(ctx, shared.ID); err != nil {
+		t.Fatal(err)
+	}
+	w.mu.Lock()
+	sentBefore := w.blocks[sc]
+	w.mu.Unlock()
+	m = bsmsg.New(false)
+	m.AddEntry(sc, 1, pb.Message_Wantlist_Block, true)
+	if err := net.SendMessage(ctx, ai[0].ID, m); err != nil {
+		t.Fatal(err)
+	}
+	if !w.waitFor(t, 2*time.Second, func() bool { return w.dontHaves[sc] == 1 }) {
+		t.Fatal("no DONT_HAVE for a revoked share's block within 2 s")
+	}
+
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.blocks[sc] != sentBefore {
+		t.Errorf("the revoked block was sent again")
+	}
 	for _, c := range []cid.Cid{pc, mc} {
 		if w.blocks[c] != 0 || w.haves[c] != 0 {
 			t.Errorf("%s: %d blocks, %d haves sent to a stranger", c, w.blocks[c], w.haves[c])
