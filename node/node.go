@@ -82,6 +82,8 @@ type Node struct {
 	members membership
 	// shares is the share registry, read by bitswap's filter.
 	shares shareState
+	// folders are the synced folders (node/folders.go).
+	folders folderSet
 	// joinMu makes joins one at a time; dnsKeyMu guards dns.key creation.
 	joinMu   sync.Mutex
 	dnsKeyMu sync.Mutex
@@ -330,6 +332,9 @@ func (n *Node) wire(ctx context.Context) error {
 	if err := n.startGatewayLocked(st); err != nil {
 		return err
 	}
+	if err := n.startFoldersLocked(ctx); err != nil {
+		return err
+	}
 
 	ln, err := net.Listen("tcp", s.API.Listen)
 	if err != nil {
@@ -392,6 +397,10 @@ func (n *Node) teardown() error {
 			errs = append(errs, err)
 		}
 		n.dns = nil
+	}
+	// Folders before the host: they serve streams on it.
+	if err := n.closeFolders(); err != nil {
+		errs = append(errs, err)
 	}
 	if n.csvc != nil {
 		if err := n.csvc.Close(); err != nil {
