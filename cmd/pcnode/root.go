@@ -103,6 +103,8 @@ failing command prints its error on stderr and, with --json, also
 		a.catCmd(),
 		a.getCmd(),
 		a.shareCmd(),
+		a.folderCmd(),
+		a.conflictsCmd(),
 		a.lsCmd(),
 		a.pinCmd(),
 		a.gcCmd(),
