@@ -18,6 +18,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/ipfs/go-cid"
 	carv2 "github.com/ipld/go-car/v2"
+	"github.com/miekg/dns"
 
 	"github.com/pcnode/pcnode/node"
 	"github.com/pcnode/pcnode/node/api"
@@ -428,5 +429,87 @@ func verifyCAR(t *testing.T, b []byte, root string) {
 	}
 	if n < 2 {
 		t.Errorf("CAR has %d blocks", n)
+	}
+}
+
+// TestShareName: --name publishes _dnslink.<name>.<zone> in the zone the
+// node serves, and revoking the share withdraws it; without dns.zone the
+// error says what to set.
+func TestShareName(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a node; skipped with -short")
+	}
+	clk := newTestClock()
+	plain := startShareNode(t, node.RoleDevice, clk, 0)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	file := writeRandom(t, t.TempDir(), 1000, 5)
+	_, err := plain.Share(ctx, api.ShareRequest{Path: file, Name: "photos"}, nil)
+	if !errors.Is(err, api.ErrConflict) || !strings.Contains(err.Error(), "dns.zone") {
+		t.Errorf("--name without a zone: %v", err)
+	}
+
+	home := filepath.Join(t.TempDir(), "home")
+	if err := node.Init(home, node.InitOptions{Profile: node.ProfileLocal, APIListen: "127.0.0.1:0", Name: "dnsbox"}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := node.LoadSettings(home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range map[string]string{"dns.zone": "example.test.", "dns.listen": "127.0.0.1:0"} {
+		if err := s.Set(k, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Save(home); err != nil {
+		t.Fatal(err)
+	}
+	n, err := node.New(node.Config{Home: home, Getenv: func(string) string { return "" }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	st, err := n.Status(ctx)
+	if err != nil || st.DNS == "" {
+		t.Fatalf("status %+v, %v", st, err)
+	}
+	sh, err := n.Share(ctx, api.ShareRequest{Path: file, Name: "photos"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sh.DNSName != "photos.example.test" {
+		t.Errorf("dns name %q", sh.DNSName)
+	}
+	lookup := func() []string {
+		t.Helper()
+		m := new(dns.Msg)
+		m.SetQuestion("_dnslink.photos.example.test.", dns.TypeTXT)
+		r, _, err := (&dns.Client{Timeout: 2 * time.Second}).ExchangeContext(ctx, m, st.DNS)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, rr := range r.Answer {
+			if txt, ok := rr.(*dns.TXT); ok {
+				out = append(out, strings.Join(txt.Txt, ""))
+			}
+		}
+		return out
+	}
+	if got := lookup(); len(got) != 1 || got[0] != "dnslink=/ipfs/"+sh.CID {
+		t.Errorf("_dnslink.photos: %q, want dnslink=/ipfs/%s", got, sh.CID)
+	}
+	if _, err := n.Share(ctx, api.ShareRequest{Path: file, Name: "photos"}, nil); !errors.Is(err, api.ErrConflict) {
+		t.Errorf("a second share under a taken name: %v", err)
+	}
+	if _, err := n.ShareRevoke(ctx, sh.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got := lookup(); len(got) != 0 {
+		t.Errorf("_dnslink.photos after revoke: %q", got)
 	}
 }
