@@ -1,0 +1,161 @@
+package netns_test
+
+import (
+	"bufio"
+	"context"
+	"net/netip"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pcnode/pcnode/integration/netns"
+)
+
+// ping reports whether from reaches to with one ICMP echo within 1 s.
+func ping(ctx context.Context, from *netns.Host, to netip.Addr) bool {
+	_, err := from.Exec(ctx, "ping", "-c1", "-W1", "-n", to.String())
+	return err == nil
+}
+
+func TestLANAndNAT(t *testing.T) {
+	tb := netns.New(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	home := tb.LAN("home", "192.0.2.0/24")
+	wan := tb.LAN("wan", "203.0.113.0/24")
+	laptop := tb.Host("laptop", home) // made before the router: gets its route late
+	nat := tb.NAT("natA", home, wan, netns.EndpointIndependent)
+	desktop := tb.Host("desktop", home)
+	server := tb.Host("server", wan)
+
+	if !home.Prefix.Contains(laptop.Addr) || !wan.Prefix.Contains(server.Addr) || !wan.Prefix.Contains(nat.Addr) {
+		t.Fatalf("addresses outside their LANs: laptop %s server %s nat %s", laptop.Addr, server.Addr, nat.Addr)
+	}
+	if nat.Inside.Addr != netip.MustParseAddr("192.0.2.1") {
+		t.Fatalf("NAT inside address %s, want the LAN's first", nat.Inside.Addr)
+	}
+
+	cases := []struct {
+		name      string
+		from      *netns.Host
+		to        netip.Addr
+		reachable bool
+	}{
+		{"same LAN", laptop, desktop.Addr, true},
+		{"inside to public through NAT", laptop, server.Addr, true},
+		{"inside (host made after NAT) to public", desktop, server.Addr, true},
+		{"public to inside: no route, no port forward", server, laptop.Addr, false},
+		{"public to NAT's public address", server, nat.Addr, true},
+	}
+	for _, c := range cases {
+		if got := ping(ctx, c.from, c.to); got != c.reachable {
+			t.Errorf("%s: %s → %s reachable %v, want %v", c.name, c.from.Name, c.to, got, c.reachable)
+		}
+	}
+
+	// Cut the uplink: the LAN still works, the public side does not;
+	// Heal brings it back without any reconfiguration.
+	tb.Cut(nat.Uplink)
+	if ping(ctx, laptop, server.Addr) {
+		t.Error("laptop reaches the server with the uplink cut")
+	}
+	if !ping(ctx, laptop, desktop.Addr) {
+		t.Error("LAN broken by an uplink cut")
+	}
+	tb.Heal(nat.Uplink)
+	healed := time.Now()
+	if !eventually(ctx, 10*time.Second, func() bool { return ping(ctx, laptop, server.Addr) }) {
+		t.Fatal("laptop does not reach the server within 10 s of heal")
+	}
+	t.Logf("public side reachable %v after heal", time.Since(healed).Round(time.Millisecond))
+}
+
+// eventually polls cond every 100 ms until it holds or d has passed.
+func eventually(ctx context.Context, d time.Duration, cond func() bool) bool {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if cond() {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-tick.C:
+		}
+	}
+}
+
+// TestNATMapping checks the two mappings from the outside: one inside
+// socket sends to two echo servers, which report the public address and
+// port they saw. Endpoint-independent: the same port (and it is the inside
+// one, kept); symmetric: different ports.
+func TestNATMapping(t *testing.T) {
+	for _, m := range []netns.Mapping{netns.EndpointIndependent, netns.Symmetric} {
+		t.Run(m.String(), func(t *testing.T) {
+			tb := netns.New(t)
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			home := tb.LAN("home", "192.0.2.0/24")
+			wan := tb.LAN("wan", "203.0.113.0/24")
+			nat := tb.NAT("nat", home, wan, m)
+			inside := tb.Host("inside", home)
+			s1, s2 := tb.Host("s1", wan), tb.Host("s2", wan)
+
+			var servers []string
+			for _, s := range []*netns.Host{s1, s2} {
+				addr := netip.AddrPortFrom(s.Addr, 3478).String()
+				servers = append(servers, addr)
+				cmd := s.Command(ctx, agentPath(t))
+				cmd.Env = append(os.Environ(), "PCNODE_NETNS_ROLE=udpecho", "PCNODE_NETNS_LISTEN="+addr)
+				out, err := cmd.StdoutPipe()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := s.Start(cmd); err != nil {
+					t.Fatal(err)
+				}
+				if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || line != "ready\n" {
+					t.Fatalf("echo server on %s: %q, %v", s.Name, line, err)
+				}
+			}
+			cmd := inside.Command(ctx, agentPath(t))
+			cmd.Env = append(os.Environ(), "PCNODE_NETNS_ROLE=udpprobe",
+				"PCNODE_NETNS_LISTEN="+netip.AddrPortFrom(inside.Addr, 40000).String(),
+				"PCNODE_NETNS_SERVERS="+strings.Join(servers, ","))
+			raw, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("probe: %v\n%s", err, raw)
+			}
+			var seen []netip.AddrPort
+			for _, l := range strings.Fields(string(raw)) {
+				ap, err := netip.ParseAddrPort(l)
+				if err != nil {
+					t.Fatalf("probe output %q: %v", raw, err)
+				}
+				if ap.Addr() != nat.Addr {
+					t.Errorf("server saw %s, want the NAT's public address %s", ap, nat.Addr)
+				}
+				seen = append(seen, ap)
+			}
+			if len(seen) != 2 {
+				t.Fatalf("probe saw %v, want two answers", seen)
+			}
+			t.Logf("%s: inside %s:40000 seen as %s and %s", m, inside.Addr, seen[0], seen[1])
+			switch m {
+			case netns.EndpointIndependent:
+				if seen[0].Port() != seen[1].Port() || seen[0].Port() != 40000 {
+					t.Errorf("endpoint-independent NAT mapped ports %d and %d, want 40000 twice", seen[0].Port(), seen[1].Port())
+				}
+			case netns.Symmetric:
+				if seen[0].Port() == seen[1].Port() {
+					t.Errorf("symmetric NAT mapped both flows to port %d", seen[0].Port())
+				}
+			}
+		})
+	}
+}
