@@ -3,6 +3,7 @@ package netns_test
 import (
 	"bufio"
 	"context"
+	"errors"
 	"net/netip"
 	"os"
 	"strings"
@@ -157,5 +158,48 @@ func TestNATMapping(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestImpair: total loss stops traffic on the link, clearing restores it;
+// a delay shows in the round trip where the kernel has netem, and is
+// refused with ErrNoNetem where it has not.
+func TestImpair(t *testing.T) {
+	tb := netns.New(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	lan := tb.LAN("lan", "198.51.100.0/24")
+	a, b := tb.Host("a", lan), tb.Host("b", lan)
+	if !ping(ctx, a, b.Addr) {
+		t.Fatal("no ping before impairment")
+	}
+	if err := tb.Impair(b.Links[0], netns.Impairment{Loss: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if ping(ctx, a, b.Addr) {
+		t.Error("ping passes a link with 100% loss")
+	}
+	if err := tb.Impair(b.Links[0], netns.Impairment{}); err != nil {
+		t.Fatal(err)
+	}
+	if !ping(ctx, a, b.Addr) {
+		t.Error("no ping after clearing the impairment")
+	}
+
+	err := tb.Impair(b.Links[0], netns.Impairment{Delay: 100 * time.Millisecond})
+	if errors.Is(err, netns.ErrNoNetem) {
+		t.Logf("delay not tested: %v", err)
+		return
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if !ping(ctx, a, b.Addr) {
+		t.Fatal("no ping through a delayed link")
+	}
+	// Both ends delay by 100 ms: at least 200 ms round trip.
+	if rtt := time.Since(start); rtt < 200*time.Millisecond {
+		t.Errorf("round trip %v through a link delayed 100 ms each way", rtt)
 	}
 }

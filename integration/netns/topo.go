@@ -287,15 +287,19 @@ func (tb *Testbed) Impair(l *Link, im Impairment) error {
 	if im.Delay > 0 {
 		return ErrNoNetem
 	}
+	// numgen random mod 1000 < N drops N per mille at each end.
+	rule := fmt.Sprintf("numgen random mod 1000 < %d drop", int(im.Loss*1000+0.5))
+	if im.Loss >= 0.9995 {
+		rule = "drop" // nft refuses "< 1000" on a mod-1000 value
+	}
 	for _, e := range ends {
-		// numgen random mod 1000 < N drops N per mille at each end.
 		script := fmt.Sprintf(`table netdev pcnode_loss_%[1]s {
 	chain in {
 		type filter hook ingress device "%[1]s" priority filter; policy accept;
-		numgen random mod 1000 < %[2]d drop
+		%[2]s
 	}
 }
-`, e[1], int(im.Loss*1000+0.5))
+`, e[1], rule)
 		cmd := exec.CommandContext(ctx, "ip", "netns", "exec", e[0], "nft", "-f", "-")
 		cmd.Stdin = strings.NewReader(script)
 		if out, err := cmd.CombinedOutput(); err != nil {
