@@ -309,4 +309,5 @@ zone:
 	if err == nil || !strings.Contains(strings.ToLower(err.Error()), "tsig") {
 		t.Errorf("publish with a wrong key: %v\n%s", err, out)
 	}
+	t.Logf("with a wrong key: %v", err)
 }
