@@ -24,4 +24,9 @@ if [ -x scripts/install-dns-tools.sh ]; then
 	scripts/install-dns-tools.sh
 fi
 
+# The network-namespace testbed (integration/netns) needs ip, nft and ping.
+if [ -x scripts/install-netns-tools.sh ]; then
+	scripts/install-netns-tools.sh
+fi
+
 echo "install-test-deps: done"
