@@ -7,7 +7,9 @@
 // gets an api.Backend from app.backend: the daemon's api.Client when
 // <home>/api answers, else a *node.Node opened offline in this process,
 // so a command has one code path for both. Commands that need the network
-// (peers) refuse to run offline.
+// (peers, invite) refuse to run offline; dns publish says it needs the
+// daemon when the node answers that it is offline. join creates a missing
+// home (without a cloud) and removes it again when the join fails.
 //
 // Output contract for scripts: with --json a command prints exactly one
 // JSON object on stdout; a failure prints "pcnode: message" on stderr and,
