@@ -478,6 +478,9 @@ func (f *Folder) applyFiles(ctx context.Context, as []action, fetchErr error) ([
 	return recs, errs
 }
 
+// wantBatch bounds one GetMany (see fetch).
+const wantBatch = 1000
+
 // fetchStall is how long a fetch may go without receiving a block before
 // it gives up (and the pull retries later): bitswap itself waits forever
 // for a block nobody has.
@@ -517,17 +520,23 @@ func (f *Folder) fetch(ctx context.Context, as []action) error {
 	}
 	if len(raws) > 0 {
 		ng := merkledag.NewSession(ctx, f.dag)
-		got := cid.NewSet()
-		for opt := range ng.GetMany(ctx, raws) {
-			if opt.Err != nil {
-				return opt.Err
+		// At most wantBatch wants at a time: a bitswap server keeps a
+		// bounded want list per peer (1024 by default in boxo) and
+		// silently drops the rest, which would stall the fetch.
+		for i := 0; i < len(raws); i += wantBatch {
+			batch := raws[i:min(i+wantBatch, len(raws))]
+			got := cid.NewSet()
+			for opt := range ng.GetMany(ctx, batch) {
+				if opt.Err != nil {
+					return opt.Err
+				}
+				got.Add(opt.Node.Cid())
+				progress()
 			}
-			got.Add(opt.Node.Cid())
-			progress()
-		}
-		for _, c := range raws {
-			if !got.Has(c) {
-				return blobstore.ErrNotFound{Cid: c}
+			for _, c := range batch {
+				if !got.Has(c) {
+					return blobstore.ErrNotFound{Cid: c}
+				}
 			}
 		}
 	}
