@@ -29,4 +29,10 @@ if [ -x scripts/install-netns-tools.sh ]; then
 	scripts/install-netns-tools.sh
 fi
 
+# The share interop test runs a stock Kubo; its script builds it once from
+# the Go module proxy and caches it in $(go env GOPATH)/bin.
+if [ -x scripts/install-kubo.sh ]; then
+	scripts/install-kubo.sh
+fi
+
 echo "install-test-deps: done"
