@@ -136,15 +136,18 @@ type Config struct {
 	// means nothing is remembered.
 	PeerStoreFile string
 
-	// StaticRelays returns the relays (members with role server) that the
-	// host may reserve a slot with when AutoNAT finds it unreachable. nil
-	// means none. Used only in ProfileDefault.
+	// StaticRelays returns the relays (members with role server). In
+	// ProfileDefault a host without RelayService keeps a reservation with
+	// each of them from Start (renewed before expiry, retried every 30 s),
+	// so it is reachable through its home server even before AutoNAT has
+	// a verdict; autorelay may add others once AutoNAT calls the host
+	// private. nil means none.
 	StaticRelays func() []peer.AddrInfo
 
 	// RelayService runs a circuit relay v2 service for members only (role
-	// server). false means no relay service. In ProfileDefault libp2p runs
-	// it only while AutoNAT reports the host publicly reachable; in
-	// ProfileLocal it runs from Start, for tests among loopback hosts.
+	// server) from Start, in both profiles, without waiting for AutoNAT;
+	// in ProfileDefault the host also answers AutoNAT probes for others.
+	// false means no relay service.
 	RelayService bool
 
 	// BlockFilter decides which blocks bitswap serves to whom: it is

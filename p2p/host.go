@@ -193,9 +193,13 @@ func (h *Host) options(rm network.ResourceManager, cm connmgr.ConnManager) []lib
 			libp2p.EnableHolePunching(holepunch.WithTracer(punchTracer{h})),
 		)
 		if s.relayService {
-			// libp2p runs the service only while AutoNAT finds the
-			// host publicly reachable.
-			opts = append(opts, libp2p.EnableRelayService(relayv2.WithACL(memberACL{h})))
+			// A home server relays for members whatever AutoNAT says
+			// (Start runs the service itself: libp2p's own option waits
+			// for AutoNAT v1 to call the host public, which no member
+			// would ever tell it). It also answers AutoNAT probes, so
+			// devices behind NAT learn they are private and reserve a
+			// slot with it (autorelay below).
+			opts = append(opts, libp2p.EnableNATService())
 		}
 		if s.staticRelays != nil {
 			opts = append(opts, libp2p.EnableAutoRelayWithPeerSource(h.relaySource))

@@ -16,16 +16,18 @@ func TestProfileOptions(t *testing.T) {
 		name   string
 		cfg    func(*Config)
 		natmap bool
-		autonat, punch, relay, relaySvc,
+		autonat, punch, relay, natSvc,
 		autorelay bool
 	}{
 		{name: "default", cfg: func(c *Config) { c.Profile = ProfileDefault },
 			natmap: true, autonat: true, punch: true, relay: true},
 		{name: "default home server", cfg: func(c *Config) {
 			c.Profile, c.RelayService, c.StaticRelays = ProfileDefault, true, relays
-		}, natmap: true, autonat: true, punch: true, relay: true, relaySvc: true, autorelay: true},
+		}, natmap: true, autonat: true, punch: true, relay: true, natSvc: true, autorelay: true},
 		// The local profile keeps the relay transport (for circuits
-		// through loopback relays) and starts its relay service itself.
+		// through loopback relays). In both profiles Start runs the
+		// relay service itself (not libp2p's option, which waits for
+		// AutoNAT); a default-profile server answers AutoNAT probes.
 		{name: "local", cfg: func(c *Config) {}, relay: true},
 		{name: "local relay", cfg: func(c *Config) { c.RelayService, c.StaticRelays = true, relays }, relay: true},
 	}
@@ -41,9 +43,9 @@ func TestProfileOptions(t *testing.T) {
 			if err := lc.Apply(h.options(nil, nil)...); err != nil {
 				t.Fatal(err)
 			}
-			got := []bool{lc.NATManager != nil, lc.EnableAutoNATv2, lc.EnableHolePunching, lc.Relay, lc.EnableRelayService, lc.EnableAutoRelay}
-			want := []bool{tt.natmap, tt.autonat, tt.punch, tt.relay, tt.relaySvc, tt.autorelay}
-			names := []string{"NAT port map", "AutoNAT v2", "hole punching", "relay transport", "relay service", "autorelay"}
+			got := []bool{lc.NATManager != nil, lc.EnableAutoNATv2, lc.EnableHolePunching, lc.Relay, lc.EnableRelayService || lc.AutoNATConfig.EnableService, lc.EnableAutoRelay}
+			want := []bool{tt.natmap, tt.autonat, tt.punch, tt.relay, tt.natSvc, tt.autorelay}
+			names := []string{"NAT port map", "AutoNAT v2", "hole punching", "relay transport", "libp2p relay service or AutoNAT service", "autorelay"}
 			for i := range got {
 				if got[i] != want[i] {
 					t.Errorf("%s = %v, want %v", names[i], got[i], want[i])

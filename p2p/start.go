@@ -45,11 +45,19 @@ func (h *Host) startDiscovery(ctx context.Context, lh host.Host) error {
 		h.dht = d
 	}
 
-	if h.s.relayService && h.s.profile == ProfileLocal {
-		// In ProfileDefault libp2p starts the service itself (options).
+	if h.s.relayService {
+		// Members only (the ACL), in both profiles and from the start:
+		// the relay's own addresses it hands to a member in a
+		// reservation are loopback ones in ProfileLocal, and every
+		// address it has otherwise (members are trusted with them, and
+		// a home LAN or test network is not "public").
+		filter := func(multiaddr.Multiaddr) bool { return true }
+		if h.s.profile == ProfileLocal {
+			filter = loopbackOnly
+		}
 		r, err := relayv2.New(lh,
 			relayv2.WithACL(memberACL{h}),
-			relayv2.WithReservationAddressFilter(loopbackOnly),
+			relayv2.WithReservationAddressFilter(filter),
 		)
 		if err != nil {
 			return fmt.Errorf("relay service: %w", err)
@@ -81,6 +89,9 @@ func (h *Host) startDiscovery(ctx context.Context, lh host.Host) error {
 	}
 	if h.s.dnsAddrs != nil {
 		h.goBackground(ctx, h.pollDNS)
+	}
+	if h.s.staticRelays != nil && !h.s.relayService && h.s.profile != ProfileLocal {
+		h.goBackground(ctx, func(ctx context.Context) { h.reserveWithServers(ctx, lh) })
 	}
 	return nil
 }

@@ -3,7 +3,6 @@ package netns_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"testing"
 	"time"
 
@@ -77,16 +76,12 @@ func TestHomeTopology(t *testing.T) {
 	t.Logf("phone → server direct through NAT B %v after start", took.Round(time.Millisecond))
 }
 
-// TestRelayAcrossNATs: the phone reaches the laptop through the server's
-// relay. It does not pass yet (see docs/TESTBED.md, "Known gaps"): in the
-// default profile libp2p starts the relay service only once AutoNAT (v1)
-// calls the server public, and autorelay only once it calls the device
-// private, and no member answers AutoNAT v1, so neither happens on a
-// network of members only. Run it with PCNODE_NETNS_GAPS=1.
+// TestRelayAcrossNATs: the phone, behind NAT B, reaches the laptop, behind
+// NAT A, through the home server's member-only relay. The server runs the
+// relay from Start and the devices hold reservations with it (p2p's
+// reserveWithServers), without waiting for AutoNAT verdicts that a network
+// of members only never gives.
 func TestRelayAcrossNATs(t *testing.T) {
-	if os.Getenv("PCNODE_NETNS_GAPS") != "1" {
-		t.Skip("known gap: relay service and autorelay wait for AutoNAT v1 verdicts that no member gives (docs/TESTBED.md); PCNODE_NETNS_GAPS=1 runs it")
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	top := newHomeTopology(t, ctx, netns.EndpointIndependent)
