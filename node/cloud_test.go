@@ -73,6 +73,26 @@ func device(ds []api.Device, name string) (api.Device, bool) {
 	return ds[i], true
 }
 
+// queryA returns the A records of name at the DNS server at addr.
+func queryA(t *testing.T, addr, name string) []string {
+	t.Helper()
+	m := new(dns.Msg)
+	m.SetQuestion(name, dns.TypeA)
+	c := &dns.Client{Timeout: 2 * time.Second}
+	r, _, err := c.ExchangeContext(t.Context(), m, addr)
+	if err != nil {
+		t.Fatalf("query %s: %v", name, err)
+	}
+	var out []string
+	for _, rr := range r.Answer {
+		if a, ok := rr.(*dns.A); ok {
+			out = append(out, a.A.String())
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
 // queryTXT asks the DNS server at addr for the TXT records of name, with
 // the DO bit, and returns their values and whether an RRSIG came along.
 func queryTXT(t *testing.T, addr, name string) ([]string, bool) {
@@ -157,6 +177,10 @@ func TestCloudTwoDevices(t *testing.T) {
 		if !slices.Contains(txts, "dnsaddr="+a) {
 			t.Errorf("_dnsaddr TXT %q lacks A's address %s", txts, a)
 		}
+	}
+	// A's device name carries its address (local profile: loopback).
+	if ips := queryA(t, st.DNS, "a."+zone); !slices.Equal(ips, []string{"127.0.0.1"}) {
+		t.Errorf("A records of a.%s = %q, want [127.0.0.1]", zone, ips)
 	}
 
 	// The DS from the API validates the DNSKEY the server serves.

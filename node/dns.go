@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -408,11 +409,35 @@ func (d *dnsRecords) records() dnslink.Records {
 		r.Links = d.links()
 	}
 	self := d.host.ID()
-	r.DNSAddrs = append(r.DNSAddrs, withPeer(publishable(stripP2P(d.host.Addrs()), d.local), self)...)
+	selfAddrs := publishable(stripP2P(d.host.Addrs()), d.local)
+	r.DNSAddrs = append(r.DNSAddrs, withPeer(selfAddrs, self)...)
 	lh := d.host.Libp2p()
 	if st == nil || lh == nil {
 		return r
 	}
+	// Per-device names: <name>.<zone> with A/AAAA records of the
+	// addresses each device reported for itself, for the devices whose
+	// roster name makes a DNS label; two names that fold to the same
+	// label go to the lower peer ID (self first), so the zone is the same
+	// whichever order events came in.
+	r.Hosts = map[string][]netip.Addr{}
+	addHost := func(p peer.ID, as []multiaddr.Multiaddr) {
+		m, ok := st.Roster().Lookup(p.String())
+		if !ok {
+			return
+		}
+		label := hostLabel(m.Name)
+		if label == "" {
+			return
+		}
+		if _, taken := r.Hosts[label]; taken {
+			return
+		}
+		if ips := hostIPs(as); len(ips) > 0 {
+			r.Hosts[label] = ips
+		}
+	}
+	addHost(self, selfAddrs)
 	d.mu.Lock()
 	peers := make([]peer.ID, 0, len(d.reported))
 	for p := range d.reported {
@@ -423,7 +448,9 @@ func (d *dnsRecords) records() dnslink.Records {
 		if p == self || !st.IsMember(p) || lh.Network().Connectedness(p) != network.Connected {
 			continue
 		}
-		r.DNSAddrs = append(r.DNSAddrs, withPeer(publishable(d.reported[p], d.local), p)...)
+		pa := publishable(d.reported[p], d.local)
+		r.DNSAddrs = append(r.DNSAddrs, withPeer(pa, p)...)
+		addHost(p, pa)
 	}
 	d.mu.Unlock()
 	if len(r.DNSAddrs) > maxDNSAddrs {
@@ -462,6 +489,57 @@ func (d *dnsRecords) rebuild() error {
 	d.mu.Unlock()
 	d.log.Debug("dns: zone updated", "serial", d.zone.Serial(), "records", len(rrs))
 	return nil
+}
+
+// maxHostIPs bounds the A/AAAA records of one device name.
+const maxHostIPs = 8
+
+// hostLabel folds a device name into one DNS label (lower-case letters,
+// digits and inner hyphens, at most 63 bytes), or "" when nothing is left.
+// Labels never start with "_", so they cannot shadow _dnsaddr, _pcnode or
+// _dnslink names.
+func hostLabel(name string) string {
+	var b strings.Builder
+	for _, c := range strings.ToLower(name) {
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
+			b.WriteRune(c)
+		case c == '-' || c == ' ' || c == '_' || c == '.':
+			b.WriteByte('-')
+		}
+	}
+	l := strings.Trim(b.String(), "-")
+	if len(l) > 63 {
+		l = strings.TrimRight(l[:63], "-")
+	}
+	return l
+}
+
+// hostIPs returns the distinct IP addresses of as (ip4 and ip6 only, not
+// circuits), in order, at most maxHostIPs.
+func hostIPs(as []multiaddr.Multiaddr) []netip.Addr {
+	var out []netip.Addr
+	for _, a := range as {
+		if len(a) == 0 || slices.ContainsFunc(a, func(c multiaddr.Component) bool { return c.Code() == multiaddr.P_CIRCUIT }) {
+			continue
+		}
+		ip, err := manet.ToIP(a)
+		if err != nil {
+			continue
+		}
+		addr, ok := netip.AddrFromSlice(ip)
+		if !ok {
+			continue
+		}
+		addr = addr.Unmap()
+		if !slices.Contains(out, addr) {
+			out = append(out, addr)
+		}
+		if len(out) == maxHostIPs {
+			break
+		}
+	}
+	return out
 }
 
 // stripP2P removes a trailing /p2p/<id> from each address.
