@@ -26,6 +26,10 @@ type Config struct {
 	// TrustAnchor is the DS or DNSKEY text where validation starts
 	// (dns.trust_anchor); "" means no validation.
 	TrustAnchor string `toml:"trust_anchor" json:"trust_anchor"`
+	// RateLimit is the queries per second one client address may send to
+	// the authoritative server (dns.rate_limit); 0 means the server's
+	// default (200), negative turns limiting off.
+	RateLimit float64 `toml:"rate_limit" json:"rate_limit"`
 }
 
 // ResolverConfig returns the resolver's configuration.
@@ -53,5 +57,5 @@ func (c Config) ServerConfig(log *slog.Logger) (ServerConfig, error) {
 	if c.Listen == "" {
 		return ServerConfig{}, fmt.Errorf("dnslink: server config: dns.listen is empty")
 	}
-	return ServerConfig{Listen: c.Listen, Logger: log}, nil
+	return ServerConfig{Listen: c.Listen, RateLimit: c.RateLimit, Logger: log}, nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -195,6 +196,24 @@ var settingsTable = []setting{
 				}
 			}
 			s.DNS.TrustAnchor = v
+			return nil
+		}},
+	{"dns.rate_limit", `queries per second one client address may send to the authoritative server; 0 = 200, "off" (or -1) = no limit`,
+		func(s *Settings) string {
+			if s.DNS.RateLimit < 0 {
+				return "off"
+			}
+			return strconv.FormatFloat(s.DNS.RateLimit, 'g', -1, 64)
+		},
+		func(s *Settings, v string) error {
+			if v == "off" {
+				v = "-1"
+			}
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil || math.IsNaN(f) || math.IsInf(f, 0) || (f < 0 && f != -1) {
+				return fmt.Errorf(`want a number of queries per second, 0 for the default or "off" for no limit`)
+			}
+			s.DNS.RateLimit = f
 			return nil
 		}},
 	{"gateway.listen", `host:port of the HTTP gateway serving shared items; empty = on for role server (0.0.0.0:8080, loopback in the local profile), off otherwise; "off" = off`,

@@ -595,7 +595,7 @@ func TestRunWithFake(t *testing.T) {
 			out := filepath.Join(dir, "BENCH.md")
 			var stdout, stderr bytes.Buffer
 			code := run(context.Background(), []string{"-bin", bin, "-dir", dir, "-out", out,
-				"-size", "1MiB", "-files", "30", "-runs", "2", "-idle", "10ms", "-timeout", "1m"}, &stdout, &stderr)
+				"-size", "1MiB", "-files", "30", "-runs", "2", "-idle", "10ms", "-timeout", "1m", "-dns-queries", "0"}, &stdout, &stderr)
 			if tt.wantErr != "" {
 				if code == 0 || !strings.Contains(stderr.String(), tt.wantErr) {
 					t.Errorf("exit %d, stderr:\n%s\nwant non-zero and %q", code, stderr.String(), tt.wantErr)

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -18,6 +19,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/pcnode/pcnode/dnslink"
 )
 
 func main() {
@@ -42,9 +45,11 @@ type options struct {
 	treeFiles int   // files in the tree
 	treeFile  int   // bytes per tree file
 	idle      time.Duration
-	shaSize   int64
-	diskSize  int64
-	tcpSize   int64
+	// dnsQueries is the length of the DNS load run.
+	dnsQueries int
+	shaSize    int64
+	diskSize   int64
+	tcpSize    int64
 }
 
 func flagSet(fl *flag.FlagSet, name string) bool {
@@ -88,6 +93,7 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	size := fl.String("size", "", "size of the large file, e.g. 256MiB (default 1GiB, 64MiB with -quick); the limits are measured over the same size")
 	fl.IntVar(&o.treeFiles, "files", 0, "files in the tree (default 10000, 1000 with -quick)")
 	fl.DurationVar(&o.idle, "idle", 5*time.Second, "how long a new daemon idles before its RSS is read")
+	fl.IntVar(&o.dnsQueries, "dns-queries", -1, "queries in the authoritative DNS load run (default 200000, 20000 with -quick; 0 skips it)")
 	fl.Usage = func() {
 		fmt.Fprintln(stderr, "usage: go run ./integration/bench [-out docs/BENCHMARKS.md] [-runs 3] [-quick]")
 		fl.PrintDefaults()
@@ -101,6 +107,12 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	runsSet := flagSet(fl, "runs")
 
 	o.fileSize, o.treeFile = gib, 4*kib
+	if o.dnsQueries < 0 {
+		o.dnsQueries = 200000
+		if o.quick {
+			o.dnsQueries = 20000
+		}
+	}
 	if o.treeFiles == 0 {
 		o.treeFiles = 10000
 	}
@@ -251,9 +263,16 @@ func (b *bench) run(ctx context.Context) (*report, error) {
 		Target: target{"< 5 s", func(m, _ float64) bool { return m < 5 }}}
 	idle := &scenario{Name: fmt.Sprintf("idle daemon RSS (%v after start)", o.idle), Unit: "MiB",
 		Target: target{"< 60 MiB", func(m, _ float64) bool { return m < 60 }}}
+	dnsQPS := &scenario{Name: fmt.Sprintf("authoritative DNS, signed answers (%d queries, %d in flight)", o.dnsQueries, dnsInFlight), Unit: "q/s",
+		Target: target{"≥ 20,000 q/s", func(m, _ float64) bool { return m >= 20000 }}}
+	dnsP99 := &scenario{Name: "authoritative DNS, p99 latency", Unit: "ms",
+		Target: target{"< 5 ms", func(m, _ float64) bool { return m < 5 }}}
 	sc := &scenarios{add: add, fetch: fetch, treeAdd: treeAdd, treeFetch: treeFetch, idle: idle,
-		memberFetch: memberFetch, memberTreeFetch: memberTreeFetch}
+		memberFetch: memberFetch, memberTreeFetch: memberTreeFetch, dnsQPS: dnsQPS, dnsP99: dnsP99}
 	rep.Scenarios = []*scenario{add, fetch, memberFetch, treeAdd, treeFetch, memberTreeFetch, idle}
+	if o.dnsQueries > 0 {
+		rep.Scenarios = append(rep.Scenarios, dnsQPS, dnsP99)
+	}
 
 	b.logf("measuring the machine's limits (%d runs)", o.runs)
 	for i := range o.runs {
@@ -403,6 +422,25 @@ func (d *dataset) make(o *options) error {
 type scenarios struct {
 	add, fetch, treeAdd, treeFetch, idle *scenario
 	memberFetch, memberTreeFetch         *scenario
+	dnsQPS, dnsP99                       *scenario
+}
+
+// dnsInFlight is how many queries the DNS load keeps outstanding, as
+// dnsperf's -c/-q would; more only measures the scheduler of a 2-core box.
+const dnsInFlight = 8
+
+// benchZone is the zone daemon A serves during a run.
+const benchZone = "bench.test."
+
+// freeLoopbackPort returns a loopback UDP port that was free a moment ago
+// (the daemon binds both UDP and TCP on it).
+func freeLoopbackPort() (string, error) {
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	return c.LocalAddr().String(), nil
 }
 
 // scenarioRun is one run of every scenario with fresh homes: daemon A adds
@@ -435,6 +473,17 @@ func (b *bench) scenarioRun(ctx context.Context, i int, data *dataset, sc *scena
 
 	if err := pc.initHome(ctx, homeA); err != nil {
 		return fail(add, err)
+	}
+	// A also serves its zone, for the DNS scenarios at the end of the run
+	// (no rate limit: the load comes from one loopback address).
+	dnsAddr, err := freeLoopbackPort()
+	if err != nil {
+		return fail(sc.dnsQPS, err)
+	}
+	for _, kv := range [][2]string{{"dns.zone", benchZone}, {"dns.listen", dnsAddr}, {"dns.rate_limit", "off"}} {
+		if _, err := pc.run(ctx, homeA, "config", "set", kv[0], kv[1]); err != nil {
+			return fail(sc.dnsQPS, err)
+		}
 	}
 	da, err := pc.startDaemon(ctx, homeA)
 	if err != nil {
@@ -545,6 +594,28 @@ func (b *bench) scenarioRun(ctx context.Context, i int, data *dataset, sc *scena
 	}
 	sc.memberTreeFetch.record(m.wall.Seconds(), m)
 	b.logf("%s: member fetch tree: %.3f s, %.2f CPU s", n, m.wall.Seconds(), m.cpu.Seconds())
+
+	// DNS: C stops; A's authoritative server answers signed queries for
+	// its zone (_pcnode, _dnsaddr, SOA, NXDOMAIN names) from this process.
+	pc.stop(dc)
+	if b.o.dnsQueries == 0 {
+		return nil
+	}
+	var lr dnslink.LoadResult
+	m, err = measure([]*daemon{da}, func() (time.Duration, error) {
+		var err error
+		lr, err = dnslink.LoadTest(ctx, dnsAddr, benchZone, b.o.dnsQueries, dnsInFlight)
+		if err == nil && lr.Errors > lr.Queries/100 {
+			err = fmt.Errorf("%d of %d queries failed", lr.Errors, lr.Queries+lr.Errors)
+		}
+		return 0, err
+	})
+	if err != nil {
+		return fail(sc.dnsQPS, err)
+	}
+	sc.dnsQPS.record(lr.QPS, m)
+	sc.dnsP99.Samples = append(sc.dnsP99.Samples, float64(lr.P99)/float64(time.Millisecond))
+	b.logf("%s: dns: %s", n, lr)
 	return nil
 }
 
