@@ -217,9 +217,10 @@ stub-zone:
 	}
 }
 
-// TestDNSPublishKnot: `pcnode dns publish` sends a TSIG-signed update to
-// Knot, which then serves the cloud's records; a second publish changes
-// nothing; a wrong key is refused with a clear error.
+// TestDNSPublishKnot: `pcnode dns publish` (and the daemon by itself)
+// sends a TSIG-signed update to Knot, which then serves the cloud's
+// records; a second publish changes nothing; a wrong key is refused with a
+// clear error.
 func TestDNSPublishKnot(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a daemon and knotd")
@@ -276,9 +277,12 @@ zone:
 		t.Errorf("offline dns publish: %v\n%s", err, out)
 	}
 	p.start()
+	// The daemon also keeps the primary current by itself, so this first
+	// explicit publish may find that done already: it must succeed either
+	// way, and Knot must then serve the records.
 	var res api.DNSPublishResult
 	p.mustJSON(&res, "dns", "publish")
-	if len(res.Added) == 0 || res.Primary == "" {
+	if res.Primary == "" {
 		t.Fatalf("first publish: %+v", res)
 	}
 	r, err := dnsQuery(kaddr, "_pcnode.example.test", dns.TypeTXT, false)

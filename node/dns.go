@@ -216,6 +216,13 @@ type dnsRecords struct {
 	zone *dnslink.Zone   // nil unless serving
 	srv  *dnslink.Server // nil unless serving
 
+	// pub keeps dns.primary current (nil unless dns.primary and dns.tsig
+	// are set); origin is the zone's name. published is the fingerprint
+	// of what was last published, touched only by run.
+	pub       *dnslink.Publisher
+	origin    string
+	published string
+
 	mu       sync.Mutex
 	reported map[peer.ID][]multiaddr.Multiaddr
 	last     string // fingerprint of the records being served
@@ -262,6 +269,15 @@ func (n *Node) startDNSLocked(ctx context.Context) error {
 	// over, so the peer store's addresses stand in until they next push.
 	for _, p := range lh.Network().Peers() {
 		d.reported[p] = lh.Peerstore().Addrs(p)
+	}
+	if c.Primary != "" && c.TSIG != "" && (!d.local || loopbackHostPort(c.Primary)) {
+		// The daemon keeps the primary's copy current by itself; a
+		// setting that does not parse is reported by pcnode dns publish.
+		if pc, err := c.PublisherConfig(d.log); err == nil {
+			if pub, err := dnslink.NewPublisher(pc); err == nil {
+				d.pub, d.origin = pub, dns.CanonicalName(c.Zone)
+			}
+		}
 	}
 	if c.Listen != "" {
 		key, err := n.dnsKey()
@@ -360,11 +376,42 @@ func (d *dnsRecords) run(ctx context.Context, events <-chan any) {
 			if err := d.rebuild(); err != nil {
 				d.log.Warn("dns: zone rebuild failed", "err", err)
 			}
+			d.autoPublish(ctx)
 		case <-tick.C:
 			if err := d.rebuild(); err != nil {
 				d.log.Warn("dns: zone rebuild failed", "err", err)
 			}
+			d.autoPublish(ctx)
 		}
+	}
+}
+
+// autoPublish pushes the records to dns.primary when they differ from
+// what was last published there; a failure is retried at the next tick.
+func (d *dnsRecords) autoPublish(ctx context.Context) {
+	if d.pub == nil {
+		return
+	}
+	rrs, err := d.records().RRs(d.origin)
+	if err != nil {
+		d.log.Warn("dns: records for the primary", "err", err)
+		return
+	}
+	var b strings.Builder
+	for _, rr := range rrs {
+		b.WriteString(rr.String())
+		b.WriteByte('\n')
+	}
+	if fp := b.String(); fp != d.published {
+		pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		ch, err := d.pub.PublishRRs(pctx, rrs)
+		cancel()
+		if err != nil {
+			d.log.Warn("dns: publishing to the primary failed; retrying in a minute", "err", err)
+			return
+		}
+		d.published = fp
+		d.log.Info("dns: primary updated", "zone", d.origin, "added", len(ch.Added), "removed", len(ch.Removed))
 	}
 }
 
