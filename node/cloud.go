@@ -424,6 +424,16 @@ func (n *Node) Join(ctx context.Context, req api.JoinRequest) (api.CloudInfo, er
 	if err != nil {
 		return api.CloudInfo{}, cloudErr("join", err)
 	}
+	if h == nil {
+		// The first daemon of this home then finds the inviter among its
+		// remembered siblings, with no DHT, DNS or mDNS needed (a running
+		// daemon remembers the connection by itself).
+		if inv, err := cloud.DecodeInvite(req.Code, time.Now()); err == nil {
+			if err := p2p.Remember(filepath.Join(n.home, PeersFile), time.Now(), inv.Inviter); err != nil {
+				n.log.Warn("joined, but could not remember the inviter's addresses", "err", err)
+			}
+		}
+	}
 	n.members.set(st)
 	if err := n.rememberIdentity(name, role); err != nil {
 		n.log.Warn("joined, but could not save name and role in config", "err", err)

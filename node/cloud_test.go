@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -247,6 +248,11 @@ func TestCloudTwoDevices(t *testing.T) {
 		t.Errorf("second join: %v", err)
 	}
 
+	// The offline join remembered A's addresses (TestJoinRemembersInviter);
+	// forget them here, so that this test shows DNS alone finds A.
+	if err := os.Remove(filepath.Join(homeB, PeersFile)); err != nil {
+		t.Fatalf("the offline join left no remembered inviter: %v", err)
+	}
 	b := startNode(t, homeB, false)
 	cb, err := api.DialHome(homeB)
 	if err != nil {
@@ -528,4 +534,38 @@ func TestJoinThroughDaemon(t *testing.T) {
 	if err != nil || s.Role != RoleServer || s.Name != "d" {
 		t.Errorf("saved settings %+v, %v", s, err)
 	}
+}
+
+// TestJoinRemembersInviter: a device that joins without a daemon finds
+// its inviter at its first daemon start with no DHT, DNS or mDNS: the
+// join left the inviter's addresses among the remembered siblings.
+func TestJoinRemembersInviter(t *testing.T) {
+	ctx := t.Context()
+	homeA := newHomeWith(t, InitOptions{Name: "a"}, map[string]string{})
+	startNode(t, homeA, false)
+	ca, err := api.DialHome(homeA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inv, err := ca.Invite(ctx, api.InviteRequest{TTL: "5m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	homeB := newHomeWith(t, InitOptions{Name: "b", NoCloud: true}, map[string]string{})
+	if _, err := Join(ctx, homeB, inv.Code, JoinOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	startNode(t, homeB, false)
+	cb, err := api.DialHome(homeB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "B to reconnect to A from its remembered addresses", 20*time.Second, func() (bool, string) {
+		ds, err := cb.Devices(ctx)
+		if err != nil {
+			return false, err.Error()
+		}
+		d, ok := device(ds, "a")
+		return ok && d.Connected && slices.Contains(d.Sources, "remembered"), fmt.Sprintf("%+v", d)
+	})
 }

@@ -234,3 +234,46 @@ func (h *Host) dialRemembered() {
 		h.found(SourceRemembered, ai)
 	}
 }
+
+// Remember adds peers to the peer store file at path (what
+// Config.PeerStoreFile names), so that a host started later with that file
+// dials them as remembered siblings, if they are members by then. A device
+// that joins its cloud without a daemon records its inviter this way, and
+// its first daemon finds the inviter with no other source. Entries already
+// in the file are kept (a peer given again gets the new addresses first);
+// an unreadable file is replaced. The write is atomic.
+func Remember(path string, now time.Time, peers ...peer.AddrInfo) error {
+	var f peerFile
+	if data, err := os.ReadFile(path); err == nil && len(data) <= peerFileMaxBytes {
+		if json.Unmarshal(data, &f) != nil || f.Version != peerFileVersion {
+			f = peerFile{}
+		}
+	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("p2p: remember peers in %s: %w", path, err)
+	}
+	for _, ai := range peers {
+		rp := rememberedPeer{ID: ai.ID.String(), LastSeen: now.UTC()}
+		for _, a := range ai.Addrs {
+			rp.Addrs = append(rp.Addrs, a.String())
+		}
+		i := slices.IndexFunc(f.Peers, func(p rememberedPeer) bool { return p.ID == rp.ID })
+		if i >= 0 {
+			for _, s := range f.Peers[i].Addrs {
+				if !slices.Contains(rp.Addrs, s) {
+					rp.Addrs = append(rp.Addrs, s)
+				}
+			}
+			f.Peers[i] = rp
+		} else {
+			f.Peers = append(f.Peers, rp)
+		}
+	}
+	data, err := encodePeerFile(f.Peers)
+	if err != nil {
+		return fmt.Errorf("p2p: remember peers in %s: %w", path, err)
+	}
+	if err := writeFileAtomic(path, data); err != nil {
+		return fmt.Errorf("p2p: remember peers in %s: %w", path, err)
+	}
+	return nil
+}
