@@ -640,3 +640,22 @@ func TestRunWithFake(t *testing.T) {
 		})
 	}
 }
+
+func TestBenchMetric(t *testing.T) {
+	out := `goos: linux
+BenchmarkDiscovery/dht-50-2         	       3	         0 ns/op	       595.0 ms/connect-all	      1560 ms-worst
+BenchmarkDiscovery/dns-2            	       3	         0 ns/op	        22.00 ms/connect-all	        37.00 ms-worst
+PASS`
+	for _, tt := range []struct {
+		name string
+		want float64
+	}{{"BenchmarkDiscovery/dht-50", 595}, {"BenchmarkDiscovery/dns", 22}} {
+		got, err := benchMetric(out, tt.name, "ms/connect-all")
+		if err != nil || got != tt.want {
+			t.Errorf("benchMetric(%s) = %v, %v; want %v", tt.name, got, err, tt.want)
+		}
+	}
+	if _, err := benchMetric(out, "BenchmarkDiscovery/remembered", "ms/connect-all"); err == nil {
+		t.Error("benchMetric of a missing benchmark: no error")
+	}
+}

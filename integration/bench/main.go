@@ -196,6 +196,9 @@ type bench struct {
 	logw io.Writer
 	pc   *pcnode
 	tmp  string
+	// src is the source tree pcnode was built from; "" with -bin (then
+	// the discovery scenarios, which run p2p's Go benchmark, are left out).
+	src string
 }
 
 func (b *bench) logf(format string, args ...any) {
@@ -273,6 +276,23 @@ func (b *bench) run(ctx context.Context) (*report, error) {
 	if o.dnsQueries > 0 {
 		rep.Scenarios = append(rep.Scenarios, dnsQPS, dnsP99)
 	}
+	var disc []*discoveryScenario
+	if b.src != "" {
+		for _, d := range []struct {
+			sub, name string
+			max       float64
+		}{
+			{"dht-50", "a new device connects to its 3 siblings through DHT rendezvous (50-node private DHT)", 5000},
+			{"dns", "a new device connects to its 3 siblings through _dnsaddr records", 1000},
+			{"remembered", "a restarted device reconnects to its 3 siblings from remembered addresses", 1000},
+		} {
+			max := d.max
+			sc := &scenario{Name: d.name, Unit: "ms",
+				Target: target{fmt.Sprintf("< %g s", max/1000), func(m, _ float64) bool { return m < max }}}
+			disc = append(disc, &discoveryScenario{sub: d.sub, sc: sc})
+			rep.Scenarios = append(rep.Scenarios, sc)
+		}
+	}
 
 	b.logf("measuring the machine's limits (%d runs)", o.runs)
 	for i := range o.runs {
@@ -299,7 +319,63 @@ func (b *bench) run(ctx context.Context) (*report, error) {
 			return rep, err
 		}
 	}
+	for i := range o.runs {
+		if len(disc) == 0 {
+			break
+		}
+		if err := b.discoveryRun(ctx, i, disc); err != nil {
+			return rep, err
+		}
+	}
 	return rep, nil
+}
+
+// discoveryScenario is one sub-benchmark of p2p's BenchmarkDiscovery.
+type discoveryScenario struct {
+	sub string
+	sc  *scenario
+}
+
+// discoveryRun runs p2p's BenchmarkDiscovery once (in-process hosts on
+// loopback, a private DHT prefix, -race off) and records the mean time a
+// freshly started device took to connect to all its siblings.
+func (b *bench) discoveryRun(ctx context.Context, i int, disc []*discoveryScenario) error {
+	cmd := exec.CommandContext(ctx, "go", "test", "-run", "^$", "-bench", "^BenchmarkDiscovery$", "-benchtime", "3x", "./p2p/")
+	cmd.Dir = b.src
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		for _, d := range disc {
+			d.sc.Err = err
+		}
+		return fmt.Errorf("run %d: discovery benchmark: %w: %s", i+1, err, lastLines(string(out), 10))
+	}
+	for _, d := range disc {
+		v, err := benchMetric(string(out), "BenchmarkDiscovery/"+d.sub, "ms/connect-all")
+		if err != nil {
+			d.sc.Err = err
+			return fmt.Errorf("run %d: %s: %w", i+1, d.sc.Name, err)
+		}
+		d.sc.Samples = append(d.sc.Samples, v)
+		b.logf("run %d/%d: discovery %s: %.0f ms", i+1, b.o.runs, d.sub, v)
+	}
+	return nil
+}
+
+// benchMetric finds, in go test -bench output, the value of unit on the
+// line of the named benchmark (its name is followed by -GOMAXPROCS).
+func benchMetric(out, name, unit string) (float64, error) {
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || (f[0] != name && !strings.HasPrefix(f[0], name+"-")) {
+			continue
+		}
+		for j := 1; j+1 < len(f); j++ {
+			if f[j+1] == unit {
+				return strconv.ParseFloat(f[j], 64)
+			}
+		}
+	}
+	return 0, fmt.Errorf("no %s figure for %s in the benchmark output", unit, name)
 }
 
 func (b *bench) limitRun(ctx context.Context, i int, l *limit, f func() (float64, error)) {
@@ -365,6 +441,7 @@ func (b *bench) build(ctx context.Context, rep *report) error {
 		src = dst
 		rep.Built = "commit " + commit[:min(12, len(commit))]
 	}
+	b.src = src
 	b.pc.bin = filepath.Join(b.tmp, "bin", "pcnode")
 	b.logf("building %s from %s", b.pc.bin, rep.Built)
 	cmd := exec.CommandContext(ctx, "go", "build", "-o", b.pc.bin, "./cmd/pcnode")
