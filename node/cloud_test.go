@@ -541,6 +541,23 @@ func TestJoinThroughDaemon(t *testing.T) {
 // join left the inviter's addresses among the remembered siblings.
 func TestJoinRemembersInviter(t *testing.T) {
 	ctx := t.Context()
+	_, cb := pairOffline(t)
+	waitFor(t, "B to reconnect to A from its remembered addresses", 20*time.Second, func() (bool, string) {
+		ds, err := cb.Devices(ctx)
+		if err != nil {
+			return false, err.Error()
+		}
+		d, ok := device(ds, "a")
+		return ok && d.Connected && slices.Contains(d.Sources, "remembered"), fmt.Sprintf("%+v", d)
+	})
+}
+
+// pairOffline starts daemon "a" (a new cloud), joins a second home "b"
+// to it with an invite while b has no daemon, then starts b's daemon; it
+// returns both API clients. The daemons stop with the test.
+func pairOffline(t *testing.T) (ca, cb *api.Client) {
+	t.Helper()
+	ctx := t.Context()
 	homeA := newHomeWith(t, InitOptions{Name: "a"}, map[string]string{})
 	startNode(t, homeA, false)
 	ca, err := api.DialHome(homeA)
@@ -556,16 +573,8 @@ func TestJoinRemembersInviter(t *testing.T) {
 		t.Fatal(err)
 	}
 	startNode(t, homeB, false)
-	cb, err := api.DialHome(homeB)
-	if err != nil {
+	if cb, err = api.DialHome(homeB); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "B to reconnect to A from its remembered addresses", 20*time.Second, func() (bool, string) {
-		ds, err := cb.Devices(ctx)
-		if err != nil {
-			return false, err.Error()
-		}
-		d, ok := device(ds, "a")
-		return ok && d.Connected && slices.Contains(d.Sources, "remembered"), fmt.Sprintf("%+v", d)
-	})
+	return ca, cb
 }

@@ -14,28 +14,8 @@ import (
 // written on A appears on B, a delete on B reaches A; leave keeps files.
 func TestFoldersTwoDevices(t *testing.T) {
 	ctx := t.Context()
-	homeA := newHomeWith(t, InitOptions{Name: "a"}, map[string]string{})
-	a := startNode(t, homeA, false)
-	ca, err := api.DialHome(homeA)
-	if err != nil {
-		t.Fatal(err)
-	}
-	inv, err := ca.Invite(ctx, api.InviteRequest{TTL: "5m"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	homeB := newHomeWith(t, InitOptions{Name: "b", NoCloud: true}, map[string]string{})
-	if _, err := Join(ctx, homeB, inv.Code, JoinOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	startNode(t, homeB, false)
-	cb, err := api.DialHome(homeB)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cb.Connect(ctx, a.Host().Addrs()[0]); err != nil {
-		t.Fatal(err)
-	}
+	// B finds A from the addresses its join remembered.
+	ca, cb := pairOffline(t)
 
 	dirA := filepath.Join(t.TempDir(), "docs")
 	if err := os.MkdirAll(dirA, 0o755); err != nil {
