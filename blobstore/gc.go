@@ -33,12 +33,14 @@ type GCResult struct {
 	Missing int
 }
 
-// GC deletes every block not reachable from a pin (mark and sweep). It waits
+// GC deletes every block not reachable from a pin or from one of roots
+// (each marked like a recursive pin, for callers whose references live
+// elsewhere, such as synced folders' indexes) by mark and sweep. It waits
 // for running imports and pins, and holds new ones off until it returns;
 // blocks written by Put/PutMany while it runs are never deleted by it. A
 // block of a codec GC cannot decode, under a recursive pin, aborts the GC
 // before anything is deleted.
-func (s *Store) GC(ctx context.Context) (GCResult, error) {
+func (s *Store) GC(ctx context.Context, roots ...cid.Cid) (GCResult, error) {
 	if err := s.begin(); err != nil {
 		return GCResult{}, err
 	}
@@ -69,6 +71,11 @@ func (s *Store) GC(ctx context.Context) (GCResult, error) {
 		}
 		if err := s.mark(ctx, p.Cid, live, &res); err != nil {
 			return res, fmt.Errorf("blobstore: gc: mark %s: %w", p.Cid, err)
+		}
+	}
+	for _, c := range roots {
+		if err := s.mark(ctx, c, live, &res); err != nil {
+			return res, fmt.Errorf("blobstore: gc: mark root %s: %w", c, err)
 		}
 	}
 

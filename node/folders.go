@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/ipfs/go-cid"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -379,3 +380,24 @@ func (n *Node) Conflicts(ctx context.Context) ([]api.FolderConflict, error) {
 }
 
 var _ api.Folders = (*Node)(nil)
+
+// folderRoots returns the content roots of every running folder, for GC.
+// With folders registered but not running (an offline node) it refuses:
+// collecting then could delete blocks other devices still fetch.
+func (n *Node) folderRoots() ([]cid.Cid, error) {
+	cs, err := n.loadFolderConf()
+	if err != nil {
+		return nil, fmt.Errorf("node: gc: folders: %w", err)
+	}
+	n.folders.mu.Lock()
+	defer n.folders.mu.Unlock()
+	var roots []cid.Cid
+	for _, fc := range cs {
+		f := n.folders.running[fc.ID]
+		if f == nil {
+			return nil, api.Errorf(api.ErrConflict, "node: gc: folder %s (%s) is not running, and its blocks are kept only through its index: run gc through the daemon (pcnode daemon)", fc.ID, fc.Path)
+		}
+		roots = append(roots, f.Roots()...)
+	}
+	return roots, nil
+}

@@ -2,10 +2,14 @@ package node
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/ipfs/go-cid"
 
 	"github.com/pcnode/pcnode/node/api"
 )
@@ -81,5 +85,54 @@ func TestFoldersTwoDevices(t *testing.T) {
 	}
 	if _, err := cb.FolderLeave(ctx, fa.ID); !errors.Is(err, api.ErrNotFound) {
 		t.Errorf("second leave: %v", err)
+	}
+}
+
+// TestGCKeepsFolderBlocks: a synced folder's blocks are referenced by its
+// index, not by pins; GC through the daemon keeps them (other devices
+// fetch them from here), and GC without the daemon, which cannot see the
+// index, refuses rather than delete them.
+func TestGCKeepsFolderBlocks(t *testing.T) {
+	ctx := t.Context()
+	home := newHomeWith(t, InitOptions{Name: "a"}, map[string]string{})
+	n := startNode(t, home, false)
+	dir := filepath.Join(t.TempDir(), "docs")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "a.txt"), []byte("kept by the folder index"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := n.FolderAdd(ctx, api.FolderAddRequest{Path: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c cid.Cid
+	waitFor(t, "a.txt in the folder's index", 15*time.Second, func() (bool, string) {
+		n.folders.mu.Lock()
+		f := n.folders.running[fi.ID]
+		n.folders.mu.Unlock()
+		if f == nil {
+			return false, "folder not running"
+		}
+		e, ok := f.Entry("a.txt")
+		c = e.CID
+		return ok && c.Defined(), fmt.Sprintf("%+v", e)
+	})
+	if _, err := n.GC(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if has, err := n.store.Has(ctx, c); err != nil || !has {
+		t.Fatalf("after gc the folder's block %s is gone (has %v, %v)", c, has, err)
+	}
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	off := startNode(t, home, true)
+	if _, err := off.GC(ctx); !errors.Is(err, api.ErrConflict) || !strings.Contains(err.Error(), "pcnode daemon") {
+		t.Errorf("offline gc with a folder: %v, want a refusal naming the daemon", err)
+	}
+	if has, err := off.store.Has(ctx, c); err != nil || !has {
+		t.Errorf("after the refused offline gc the block %s is gone (has %v, %v)", c, has, err)
 	}
 }

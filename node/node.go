@@ -751,8 +751,15 @@ func (n *Node) GC(ctx context.Context) (api.GCResult, error) {
 	if err != nil {
 		return api.GCResult{}, fmt.Errorf("node: gc: %w", err)
 	}
+	// Synced folders reference their files' blocks from their indexes,
+	// not from pins: a running folder hands its roots in; without the
+	// daemon the folders are not loaded, so GC would not see them.
+	roots, err := n.folderRoots()
+	if err != nil {
+		return api.GCResult{}, err
+	}
 	n.gcMu.Lock()
-	r, err := st.GC(ctx)
+	r, err := st.GC(ctx, roots...)
 	n.gcMu.Unlock()
 	if err != nil {
 		return api.GCResult{}, fmt.Errorf("node: gc: %w", err)

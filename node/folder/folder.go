@@ -6,6 +6,7 @@ import (
 	"encoding/base32"
 	"errors"
 	"fmt"
+	"github.com/ipfs/go-cid"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -516,6 +517,24 @@ func (f *Folder) Conflicts() []string {
 		}
 	}
 	sortStrings(out)
+	return out
+}
+
+// Roots returns the content CIDs of the files in this device's index (not
+// deleted ones): what garbage collection must keep so this device can
+// serve its folder to the others. Safe for concurrent use.
+func (f *Folder) Roots() []cid.Cid {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.x == nil {
+		return nil
+	}
+	out := make([]cid.Cid, 0, len(f.x.own))
+	for _, r := range f.x.own {
+		if !r.Deleted && !r.Dir && r.CID.Defined() {
+			out = append(out, r.CID)
+		}
+	}
 	return out
 }
 
