@@ -1,6 +1,7 @@
 package p2p
 
 import (
+	"context"
 	"crypto/rand"
 	"os"
 	"path/filepath"
@@ -69,4 +70,40 @@ func newPeerID(t *testing.T) peer.ID {
 		t.Fatal(err)
 	}
 	return id
+}
+
+// TestRememberLateMember: a peer that connected before it was a member
+// (a device joining through this host) is remembered at Close all the
+// same, so a restart finds it.
+func TestRememberLateMember(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "peers.json")
+	a, b := localConfig(t), localConfig(t)
+	a.ListenAddrs, b.ListenAddrs = tcpLoopback, tcpLoopback
+	a.DHT, b.DHT = DHTOff, DHTOff
+	idA, _ := peer.IDFromPrivateKey(a.Key)
+	idB, _ := peer.IDFromPrivateKey(b.Key)
+	members := newMemberSet(idA)
+	a.Members, b.Members = members, newMemberSet(idA, idB)
+	a.PeerStoreFile = file
+	ha, hb := startHost(t, a), startHost(t, b)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := hb.Connect(ctx, ha.Addrs()[0]); err != nil {
+		t.Fatal(err)
+	}
+	members.add(idB) // b joins while connected
+	if err := ha.Close(); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := decodePeerFile(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(got, func(ai peer.AddrInfo) bool { return ai.ID == idB && len(ai.Addrs) > 0 }) {
+		t.Errorf("peer file %s does not remember b, a member connected since before it joined", data)
+	}
 }

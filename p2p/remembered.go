@@ -142,6 +142,22 @@ func (h *Host) savePeerFile(lh host.Host) error {
 			peers = append(peers, rp)
 		}
 	}
+	// A peer that became a member while already connected (it joined
+	// through this host, or a roster naming it arrived later) has no
+	// sibling record yet: remember it from the connection too, or a
+	// restart would forget a device that is online right now.
+	for _, id := range lh.Network().Peers() {
+		if _, ok := h.disc.siblings[id]; ok || !h.isMember(id) {
+			continue
+		}
+		rp := rememberedPeer{ID: id.String(), LastSeen: h.s.now().UTC()}
+		for _, a := range lh.Peerstore().Addrs(id) {
+			rp.Addrs = append(rp.Addrs, a.String())
+		}
+		if len(rp.Addrs) > 0 {
+			peers = append(peers, rp)
+		}
+	}
 	h.disc.mu.Unlock()
 	data, err := encodePeerFile(peers)
 	if err != nil {
