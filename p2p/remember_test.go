@@ -91,6 +91,12 @@ func TestRememberLateMember(t *testing.T) {
 	if _, err := hb.Connect(ctx, ha.Addrs()[0]); err != nil {
 		t.Fatal(err)
 	}
+	// Close remembers what identify told a about b; wait until it has
+	// (Connect returns when b's side is up, a's may still be identifying).
+	waitFor(t, "a learns b's listen addresses", func() bool {
+		lh, _ := ha.runningCtx()
+		return lh != nil && len(lh.Peerstore().Addrs(idB)) > 0
+	})
 	members.add(idB) // b joins while connected
 	if err := ha.Close(); err != nil {
 		t.Fatal(err)
