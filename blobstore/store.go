@@ -51,9 +51,12 @@ type Config struct {
 	// the backend it was created with.
 	Backend Backend
 
-	// HashOnRead re-hashes every block read by Get and reports a mismatch as
-	// blockstore.ErrHashMismatch instead of returning bad data. Default
-	// false: reads trust the store, and Verify finds corruption.
+	// HashOnRead re-hashes every block read by Get (and View). A block
+	// whose bytes no longer match its hash is quarantined, as Verify would,
+	// and reported missing: the error satisfies both ipld.IsNotFound and
+	// errors.Is(err, blockstore.ErrHashMismatch), so a server answers
+	// "don't have" and a reader with an exchange fetches a good copy.
+	// Default false: reads trust the store, and Verify finds corruption.
 	HashOnRead bool
 
 	// Logger receives the store's logs. Default nil: discard.
@@ -132,6 +135,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		}
 		return nil, fmt.Errorf("blobstore: open %s: %w", cfg.Dir, err)
 	}
+	s.withRefs() // ref.go: blocks referenced in place
 	s.log.Debug("blobstore opened", "dir", cfg.Dir, "backend", s.backendName())
 	return s, nil
 }
@@ -277,14 +281,8 @@ func (s *Store) Get(ctx context.Context, c cid.Cid) (blocks.Block, error) {
 		}
 		return nil, fmt.Errorf("blobstore: get %s: %w", c, err)
 	}
-	if s.cfg.HashOnRead {
-		got, err := c.Prefix().Sum(data)
-		if err != nil {
-			return nil, fmt.Errorf("blobstore: get %s: %w", c, err)
-		}
-		if !got.Equals(c) {
-			return nil, fmt.Errorf("blobstore: get %s: %w", c, blockstore.ErrHashMismatch)
-		}
+	if s.cfg.HashOnRead && !hashMatches(blockKey(c).String(), data) {
+		return nil, s.rotOnRead(ctx, c, data)
 	}
 	// NewBlockWithCid does not re-hash; the key is the multihash of c, so
 	// the block is returned under exactly the CID that was asked for.
