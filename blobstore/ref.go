@@ -1,0 +1,383 @@
+package blobstore
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+
+	"github.com/ipfs/boxo/datastore/dshelp"
+	"github.com/ipfs/go-cid"
+	ds "github.com/ipfs/go-datastore"
+	dsq "github.com/ipfs/go-datastore/query"
+	mh "github.com/multiformats/go-multihash"
+)
+
+// Blocks referenced in place (boxo's filestore idea, written for this
+// store): a block whose bytes already sit in a file the user keeps (a
+// synced folder's file) is stored as a reference — path, offset, size —
+// instead of a second copy. Get reads the bytes from the file and
+// re-hashes them: a file that changed since never serves wrong bytes; the
+// block is then missing, the stale reference is dropped and the stale-ref
+// watchers are told the path, so its owner can rescan it.
+//
+// References live in the meta database under /refs/<multihash>, up to
+// maxRefLocations places each (the same content in several files). They
+// are not blocks: AllKeysChan, Stat, GC's sweep and Verify see only stored
+// blocks, and DeleteBlock leaves references alone; GC's mark reads
+// through them like any block.
+
+var refsPrefix = ds.NewKey("/refs")
+
+// maxRefLocations bounds the places remembered for one block: enough for
+// a few copies of a file, bounded so that a folder of many equal files
+// (empty-ish templates) does not grow one record without end.
+const maxRefLocations = 8
+
+// Ref locates the data of the block Cid: Size bytes at Offset in the file
+// at Path (absolute).
+type Ref struct {
+	Cid    cid.Cid
+	Path   string
+	Offset int64
+	Size   int
+}
+
+// refLoc is one place of a block.
+type refLoc struct {
+	path   string
+	offset int64
+	size   int
+}
+
+func refKey(mhKey ds.Key) ds.Key { return refsPrefix.Child(mhKey) }
+
+// encodeRefLocs is the record: for each place uvarint offset, uvarint
+// size, uvarint len(path), path.
+func encodeRefLocs(locs []refLoc) []byte {
+	var out []byte
+	for _, l := range locs {
+		out = binary.AppendUvarint(out, uint64(l.offset))
+		out = binary.AppendUvarint(out, uint64(l.size))
+		out = binary.AppendUvarint(out, uint64(len(l.path)))
+		out = append(out, l.path...)
+	}
+	return out
+}
+
+var errBadRef = errors.New("bad reference record")
+
+// decodeRefLocs parses a record of encodeRefLocs.
+func decodeRefLocs(b []byte) ([]refLoc, error) {
+	var locs []refLoc
+	for len(b) > 0 {
+		if len(locs) == maxRefLocations {
+			return nil, errBadRef
+		}
+		off, n := binary.Uvarint(b)
+		if n <= 0 || off > 1<<62 {
+			return nil, errBadRef
+		}
+		b = b[n:]
+		size, n := binary.Uvarint(b)
+		if n <= 0 || size > uint64(MaxChunkSize) {
+			return nil, errBadRef
+		}
+		b = b[n:]
+		pl, n := binary.Uvarint(b)
+		if n <= 0 || pl == 0 || pl > uint64(len(b)-n) {
+			return nil, errBadRef
+		}
+		b = b[n:]
+		locs = append(locs, refLoc{path: string(b[:pl]), offset: int64(off), size: int(size)})
+		b = b[pl:]
+	}
+	return locs, nil
+}
+
+// refBlocks is the block datastore with references behind it: what the
+// inner datastore lacks is looked up among the references.
+type refBlocks struct {
+	ds.Batching
+	s  *Store
+	mu sync.Mutex // serializes read-modify-write of reference records
+
+	wmu      sync.Mutex
+	watchers map[int]func(path string)
+	nextW    int
+}
+
+// withRefs wraps the store's block datastore; Open calls it.
+func (s *Store) withRefs() { s.blocks = &refBlocks{Batching: s.blocks, s: s} }
+
+func (r *refBlocks) locs(ctx context.Context, k ds.Key) ([]refLoc, error) {
+	v, err := r.s.meta.Get(ctx, refKey(k))
+	if err != nil {
+		return nil, err
+	}
+	return decodeRefLocs(v)
+}
+
+func (r *refBlocks) Get(ctx context.Context, k ds.Key) ([]byte, error) {
+	v, err := r.Batching.Get(ctx, k)
+	if !errors.Is(err, ds.ErrNotFound) {
+		return v, err
+	}
+	return r.getRef(ctx, k)
+}
+
+// getRef reads and verifies the block k from its places, dropping those
+// that no longer hold it.
+func (r *refBlocks) getRef(ctx context.Context, k ds.Key) ([]byte, error) {
+	locs, err := r.locs(ctx, k)
+	if err != nil {
+		if errors.Is(err, errBadRef) {
+			return nil, ds.ErrNotFound
+		}
+		return nil, err
+	}
+	want, err := dshelp.DsKeyToMultihash(k)
+	if err != nil {
+		return nil, ds.ErrNotFound
+	}
+	dec, err := mh.Decode(want)
+	if err != nil {
+		return nil, ds.ErrNotFound
+	}
+	var stale []refLoc
+	defer func() {
+		if len(stale) > 0 {
+			r.dropStale(context.WithoutCancel(ctx), k, stale)
+		}
+	}()
+	for _, l := range locs {
+		data, err := readAt(l)
+		if err == nil {
+			got, herr := mh.Sum(data, dec.Code, dec.Length)
+			if herr == nil && string(got) == string(want) {
+				return data, nil
+			}
+		}
+		stale = append(stale, l)
+	}
+	return nil, ds.ErrNotFound
+}
+
+func readAt(l refLoc) ([]byte, error) {
+	fd, err := os.Open(l.path)
+	if err != nil {
+		return nil, err
+	}
+	defer fd.Close()
+	data := make([]byte, l.size)
+	if _, err := fd.ReadAt(data, l.offset); err != nil && !(errors.Is(err, io.EOF) && l.size == 0) {
+		return nil, err
+	}
+	return data, nil
+}
+
+// dropStale removes places that failed verification and tells watchers.
+func (r *refBlocks) dropStale(ctx context.Context, k ds.Key, stale []refLoc) {
+	r.mu.Lock()
+	locs, err := r.locs(ctx, k)
+	if err == nil {
+		keep := locs[:0]
+		for _, l := range locs {
+			bad := false
+			for _, s := range stale {
+				bad = bad || l == s
+			}
+			if !bad {
+				keep = append(keep, l)
+			}
+		}
+		if len(keep) == 0 {
+			err = r.s.meta.Delete(ctx, refKey(k))
+		} else {
+			err = r.s.meta.Put(ctx, refKey(k), encodeRefLocs(keep))
+		}
+	}
+	r.mu.Unlock()
+	if err != nil && !errors.Is(err, ds.ErrNotFound) {
+		r.s.log.Warn("blobstore: dropping stale reference", "key", k, "err", err)
+	}
+	r.wmu.Lock()
+	fns := make([]func(string), 0, len(r.watchers))
+	for _, fn := range r.watchers {
+		fns = append(fns, fn)
+	}
+	r.wmu.Unlock()
+	for _, l := range stale {
+		r.s.log.Debug("blobstore: stale reference", "path", l.path, "offset", l.offset)
+		for _, fn := range fns {
+			fn(l.path)
+		}
+	}
+}
+
+func (r *refBlocks) Has(ctx context.Context, k ds.Key) (bool, error) {
+	ok, err := r.Batching.Has(ctx, k)
+	if err != nil || ok {
+		return ok, err
+	}
+	return r.s.meta.Has(ctx, refKey(k))
+}
+
+func (r *refBlocks) GetSize(ctx context.Context, k ds.Key) (int, error) {
+	n, err := r.Batching.GetSize(ctx, k)
+	if !errors.Is(err, ds.ErrNotFound) {
+		return n, err
+	}
+	locs, err := r.locs(ctx, k)
+	if err != nil || len(locs) == 0 {
+		return -1, ds.ErrNotFound
+	}
+	return locs[0].size, nil
+}
+
+// Query lists stored blocks only (see the comment at the top).
+func (r *refBlocks) Query(ctx context.Context, q dsq.Query) (dsq.Results, error) {
+	return r.Batching.Query(ctx, q)
+}
+
+// PutRefs records where the blocks' data lies, durably (unless
+// Config.NoSync). The caller vouches that each place holds the block's
+// bytes now; reads verify them every time. A place already recorded for a
+// block is not added twice; past maxRefLocations the oldest is forgotten.
+func (s *Store) PutRefs(ctx context.Context, refs []Ref) error {
+	if err := s.begin(); err != nil {
+		return err
+	}
+	defer s.ops.Done()
+	r, ok := s.blocks.(*refBlocks)
+	if !ok {
+		return errors.New("blobstore: put refs: references not enabled")
+	}
+	if len(refs) == 0 {
+		return nil
+	}
+	r.mu.Lock()
+	err := r.putRefs(ctx, refs)
+	r.mu.Unlock()
+	if err == nil {
+		err = s.syncMetaNow(ctx)
+	}
+	if err != nil {
+		return fmt.Errorf("blobstore: put refs (%d): %w", len(refs), err)
+	}
+	return nil
+}
+
+func (r *refBlocks) putRefs(ctx context.Context, refs []Ref) error {
+	pending := map[ds.Key][]refLoc{}
+	for _, ref := range refs {
+		if !ref.Cid.Defined() || ref.Path == "" || ref.Offset < 0 || ref.Size < 0 || ref.Size > MaxChunkSize {
+			return fmt.Errorf("invalid reference %v at %s", ref.Cid, ref.Path)
+		}
+		k := blockKey(ref.Cid)
+		locs, seen := pending[k]
+		if !seen {
+			var err error
+			locs, err = r.locs(ctx, k)
+			if err != nil && !errors.Is(err, ds.ErrNotFound) && !errors.Is(err, errBadRef) {
+				return err
+			}
+		}
+		l := refLoc{path: ref.Path, offset: ref.Offset, size: ref.Size}
+		dup := false
+		for _, x := range locs {
+			dup = dup || x == l
+		}
+		if !dup {
+			// Newest first: the place just written is the likeliest to
+			// still hold the bytes.
+			locs = append([]refLoc{l}, locs...)
+			if len(locs) > maxRefLocations {
+				locs = locs[:maxRefLocations]
+			}
+		}
+		pending[k] = locs
+	}
+	b, err := r.s.meta.Batch(ctx)
+	if err != nil {
+		return err
+	}
+	for k, locs := range pending {
+		if err := b.Put(ctx, refKey(k), encodeRefLocs(locs)); err != nil {
+			return err
+		}
+	}
+	return b.Commit(ctx)
+}
+
+// HasRef reports whether a reference (verified or not) is recorded for c.
+func (s *Store) HasRef(ctx context.Context, c cid.Cid) (bool, error) {
+	if err := s.begin(); err != nil {
+		return false, err
+	}
+	defer s.ops.Done()
+	ok, err := s.meta.Has(ctx, refKey(blockKey(c)))
+	if err != nil {
+		return false, fmt.Errorf("blobstore: has ref %s: %w", c, err)
+	}
+	return ok, nil
+}
+
+// DeleteBlocks removes the stored copies of the blocks (not their
+// references) in one batch with one sync: what a caller does once the
+// blocks are referenced in place. Missing blocks are not an error. Like
+// DeleteBlock it does not consult pins.
+func (s *Store) DeleteBlocks(ctx context.Context, cs []cid.Cid) error {
+	if err := s.begin(); err != nil {
+		return err
+	}
+	defer s.ops.Done()
+	if len(cs) == 0 {
+		return nil
+	}
+	b, err := s.blocks.Batch(ctx)
+	if err == nil {
+		for _, c := range cs {
+			if err = b.Delete(ctx, blockKey(c)); err != nil && !errors.Is(err, ds.ErrNotFound) {
+				break
+			}
+			err = nil
+		}
+		if err == nil {
+			err = b.Commit(ctx)
+		}
+	}
+	if err == nil {
+		err = s.sync(ctx)
+	}
+	if err != nil {
+		return fmt.Errorf("blobstore: delete blocks (%d): %w", len(cs), err)
+	}
+	return nil
+}
+
+// WatchStaleRefs calls fn with the path of every reference found stale
+// (the file no longer holds the block's bytes) until stop is called. fn
+// runs on the reading goroutine and must not block.
+func (s *Store) WatchStaleRefs(fn func(path string)) (stop func()) {
+	r, ok := s.blocks.(*refBlocks)
+	if !ok {
+		return func() {}
+	}
+	r.wmu.Lock()
+	if r.watchers == nil {
+		r.watchers = map[int]func(string){}
+	}
+	id := r.nextW
+	r.nextW++
+	r.watchers[id] = fn
+	r.wmu.Unlock()
+	return func() {
+		r.wmu.Lock()
+		delete(r.watchers, id)
+		r.wmu.Unlock()
+	}
+}
