@@ -135,6 +135,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		}
 		return nil, fmt.Errorf("blobstore: open %s: %w", cfg.Dir, err)
 	}
+	s.withRefs() // ref.go: blocks referenced in place
 	s.log.Debug("blobstore opened", "dir", cfg.Dir, "backend", s.backendName())
 	return s, nil
 }
