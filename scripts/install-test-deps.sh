@@ -35,4 +35,7 @@ if [ -x scripts/install-kubo.sh ]; then
 	scripts/install-kubo.sh
 fi
 
+# The dashboard's browser tests drive headless Chromium.
+if [ -x scripts/install-browser.sh ]; then scripts/install-browser.sh; fi
+
 echo "install-test-deps: done"

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -249,22 +250,61 @@ func (c *Client) Metrics(ctx context.Context) ([]byte, error) {
 
 // send performs a request and returns a 200 response; any other status is
 // turned into an error of the matching kind.
+// busyRetries is how often send retries a request the daemon refused as
+// over its concurrency limit (503 with Retry-After): such a request did
+// nothing, so retrying is safe even for a POST.
+const busyRetries = 5
+
 func (c *Client) send(ctx context.Context, method, path string, body any) (*http.Response, error) {
-	var rd io.Reader
+	var b []byte
 	if body != nil {
-		b, err := json.Marshal(body)
+		var err error
+		b, err = json.Marshal(body)
 		if err != nil {
 			return nil, fmt.Errorf("api: %s %s: %w", method, path, err)
 		}
-		rd = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
-	if err != nil {
-		return nil, fmt.Errorf("api: %s %s: %w", method, path, err)
+	for try := 0; ; try++ {
+		var rd io.Reader
+		if body != nil {
+			rd = bytes.NewReader(b)
+		}
+		req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+		if err != nil {
+			return nil, fmt.Errorf("api: %s %s: %w", method, path, err)
+		}
+		if body != nil {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		resp, err := c.send1(req)
+		if err != nil {
+			return nil, err
+		}
+		if resp.StatusCode == http.StatusOK {
+			return resp, nil
+		}
+		if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" || try == busyRetries {
+			defer resp.Body.Close()
+			return nil, responseError(resp)
+		}
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		resp.Body.Close()
+		wait := time.Duration(try+1) * 100 * time.Millisecond
+		if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s > 0 {
+			wait = min(time.Duration(s)*time.Second, time.Duration(try+1)*time.Second)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("api: %s %s: %w", method, path, ctx.Err())
+		case <-time.After(wait):
+		}
 	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
+}
+
+// send1 makes one attempt of send and returns the response whatever its
+// status.
+func (c *Client) send1(req *http.Request) (*http.Response, error) {
+	method, path := req.Method, req.URL.Path
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
@@ -274,10 +314,6 @@ func (c *Client) send(ctx context.Context, method, path string, body any) (*http
 			return nil, fmt.Errorf("api: %s %s: %w: nothing listens at %s; start one with pcnode daemon", method, path, ErrNoDaemon, c.base)
 		}
 		return nil, fmt.Errorf("api: %s %s: %w", method, path, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		defer resp.Body.Close()
-		return nil, responseError(resp)
 	}
 	return resp, nil
 }

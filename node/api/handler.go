@@ -3,7 +3,6 @@ package api
 import (
 	"bytes"
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -50,13 +49,28 @@ type HandlerConfig struct {
 	// besides IP literals and "localhost". Names not listed get 403, which
 	// stops DNS-rebinding attacks from a browser. Default none.
 	AllowedHosts []string
+	// MaxConcurrent bounds the authenticated requests served at once;
+	// beyond it a request gets 503 with Retry-After. Default
+	// DefaultMaxConcurrent.
+	MaxConcurrent int
+	// SessionTTL is how long a dashboard session lasts from sign-in.
+	// Default DefaultSessionTTL.
+	SessionTTL time.Duration
+	// MaxSessions bounds the dashboard sessions kept. Default
+	// DefaultMaxSessions.
+	MaxSessions int
+	// Now is the clock of session expiry. Default nil: time.Now.
+	Now func() time.Time
 }
 
 type handler struct {
-	b     Backend
-	cfg   HandlerConfig
-	log   *slog.Logger
-	route map[string]route
+	b        Backend
+	cfg      HandlerConfig
+	log      *slog.Logger
+	route    map[string]route
+	sessions *sessions
+	limit    limiter
+	web      http.Handler
 }
 
 type route struct {
@@ -73,11 +87,28 @@ func NewHandler(b Backend, cfg HandlerConfig) http.Handler {
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
 	}
+	if cfg.MaxConcurrent <= 0 {
+		cfg.MaxConcurrent = DefaultMaxConcurrent
+	}
+	if cfg.SessionTTL <= 0 {
+		cfg.SessionTTL = DefaultSessionTTL
+	}
+	if cfg.MaxSessions <= 0 {
+		cfg.MaxSessions = DefaultMaxSessions
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	h := &handler{b: b, cfg: cfg, log: log}
+	h := &handler{
+		b: b, cfg: cfg, log: log,
+		sessions: newSessions(cfg.SessionTTL, cfg.MaxSessions, cfg.Now),
+		limit:    newLimiter(cfg.MaxConcurrent),
+		web:      webHandler(),
+	}
 	h.route = map[string]route{
 		"/api/v1/status":         {method: http.MethodGet, serve: h.status},
 		"/api/v1/add":            {method: http.MethodPost, serve: h.add},
@@ -107,6 +138,9 @@ func NewHandler(b Backend, cfg HandlerConfig) http.Handler {
 	for path, rt := range h.folderRoutes() {
 		h.route[path] = rt
 	}
+	for path, rt := range h.dashboardRoutes() {
+		h.route[path] = rt
+	}
 	return h
 }
 
@@ -114,8 +148,10 @@ func (h *handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	w := &statusWriter{ResponseWriter: rw}
 	routeName := "other"
-	if _, ok := h.route[r.URL.Path]; ok || r.URL.Path == "/health" {
+	if _, ok := h.route[r.URL.Path]; ok || r.URL.Path == "/health" || r.URL.Path == SessionPath {
 		routeName = r.URL.Path
+	} else if isWebPath(r.URL.Path) {
+		routeName = "dashboard"
 	}
 	defer func() {
 		// Runs on return and on http.ErrAbortHandler alike.
@@ -142,11 +178,30 @@ func (h *handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, Health{OK: true})
 		return
 	}
-	if !h.authorized(r) {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="pcnode"`)
-		writeError(w, http.StatusUnauthorized, errors.New("missing or wrong API token: send \"Authorization: Bearer <token>\" with the token from the node's api.token file"))
+	if isWebPath(r.URL.Path) {
+		// The dashboard's page and assets hold no data: they load
+		// without a session and ask for one.
+		h.web.ServeHTTP(w, r)
 		return
 	}
+	if r.URL.Path == SessionPath {
+		h.session(w, r)
+		return
+	}
+	// Authentication comes before the concurrency limit, so that every
+	// unauthorised request is refused as such even under a flood.
+	if code, err := h.authenticate(r); code != 0 {
+		if code == http.StatusUnauthorized {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="pcnode"`)
+		}
+		writeError(w, code, err)
+		return
+	}
+	if !h.limit.tryAcquire() {
+		refuseBusy(w)
+		return
+	}
+	defer h.limit.release()
 	rt, ok := h.route[r.URL.Path]
 	if !ok {
 		writeError(w, http.StatusNotFound, fmt.Errorf("no such endpoint %s: see docs/API.md", r.URL.Path))
@@ -186,17 +241,6 @@ func (h *handler) hostAllowed(host string) bool {
 		}
 	}
 	return false
-}
-
-func (h *handler) authorized(r *http.Request) bool {
-	if h.cfg.Token == "" {
-		return false
-	}
-	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok {
-		return false
-	}
-	return subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), []byte(h.cfg.Token)) == 1
 }
 
 // --- routes ---
