@@ -72,6 +72,7 @@ type Node struct {
 	id       peer.ID
 	token    string
 	metrics  *metrics
+	logs     *api.LogRing // recent records for the dashboard (dashboard.go)
 
 	// gcMu keeps GC out of the gap between writing blocks and pinning
 	// them in Add and Get: both hold it shared from first block to pin,
@@ -158,7 +159,8 @@ func New(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: log, home: home, settings: s, key: key, id: id, token: tok}
+	log, ring := withLogRing(log)
+	n := &Node{cfg: cfg, log: log, home: home, settings: s, key: key, id: id, token: tok, logs: ring}
 	n.metrics = newMetrics(n)
 	return n, nil
 }
