@@ -257,7 +257,9 @@ type hashedChunk struct {
 }
 
 // hashingSplitter is a chunker.Splitter that reads fixed-size chunks (as
-// chunker.NewSizeSplitter does) and hashes them on all CPUs ahead of use.
+// chunker.NewSizeSplitter does) and hashes them ahead of use: sumLanes
+// chunks at a time (16 with AVX-512: one call hashes them all in the
+// vector lanes of one core), groups on all CPUs.
 type hashingSplitter struct {
 	r      io.Reader
 	pfx    cid.Prefix
@@ -269,50 +271,89 @@ type hashingSplitter struct {
 	err    error
 }
 
+// hashGroup is chunks hashed by one worker in one call.
+type hashGroup struct {
+	data [][]byte
+	outs []chan hashedChunk
+}
+
 func newHashingSplitter(ctx context.Context, r io.Reader, chunk int, pfx cid.Prefix, prog *progress) *hashingSplitter {
 	ctx, cancel := context.WithCancel(ctx)
 	workers := runtime.GOMAXPROCS(0)
-	sp := &hashingSplitter{r: r, cancel: cancel, pfx: pfx, order: make(chan chan hashedChunk, 2*workers)}
-	type job struct {
-		data []byte
-		out  chan hashedChunk
-	}
-	jobs := make(chan job, workers)
-	raw := pfx.WithCodec(cid.Raw)
+	lanes := sumLanes
+	// order holds the chunks of the groups being hashed and of those
+	// hashed and waiting for the layout: at most (workers+1)*lanes chunks
+	// buffered (48 MiB of 1 MiB leaves on 2 cores with AVX-512).
+	sp := &hashingSplitter{r: r, cancel: cancel, pfx: pfx, order: make(chan chan hashedChunk, workers*lanes)}
+	jobs := make(chan hashGroup)
+	raw := pfx.WithCodec(cid.Raw).(cid.Prefix)
 	for range workers {
 		sp.wg.Go(func() {
-			for j := range jobs {
-				c, err := raw.Sum(j.data)
-				j.out <- hashedChunk{data: j.data, cid: c, err: err}
+			for g := range jobs {
+				cs, err := sumCIDs(raw, g.data)
+				for i, out := range g.outs {
+					hc := hashedChunk{data: g.data[i], err: err}
+					if err == nil {
+						hc.cid = cs[i]
+					}
+					out <- hc
+				}
 			}
 		})
 	}
 	sp.wg.Go(func() {
 		defer close(sp.order)
 		defer close(jobs)
+		var g hashGroup
+		// dispatch hands the group to a worker, then queues its chunks
+		// in file order: a chunk is queued only once it is being
+		// hashed, so the consumer never waits on one that is not.
+		dispatch := func() bool {
+			if len(g.data) == 0 {
+				return true
+			}
+			select {
+			case jobs <- g:
+			case <-ctx.Done():
+				return false
+			}
+			for _, out := range g.outs {
+				select {
+				case sp.order <- out:
+				case <-ctx.Done():
+					return false
+				}
+			}
+			g = hashGroup{}
+			return true
+		}
 		for {
 			buf := make([]byte, chunk)
 			n, err := io.ReadFull(r, buf)
-			out := make(chan hashedChunk, 1)
 			switch {
 			case err == io.EOF:
+				dispatch()
 				return
 			case err == nil || err == io.ErrUnexpectedEOF:
 				prog.add(n)
-				select {
-				case jobs <- job{buf[:n:n], out}:
-				case <-ctx.Done():
+				g.data = append(g.data, buf[:n:n])
+				g.outs = append(g.outs, make(chan hashedChunk, 1))
+				if err == nil && len(g.data) < lanes {
+					continue
+				}
+				if !dispatch() || err != nil {
 					return
 				}
 			default:
+				if !dispatch() {
+					return
+				}
+				out := make(chan hashedChunk, 1)
 				out <- hashedChunk{err: err}
-			}
-			select {
-			case sp.order <- out:
-			case <-ctx.Done():
-				return
-			}
-			if err != nil {
+				select {
+				case sp.order <- out:
+				case <-ctx.Done():
+				}
 				return
 			}
 		}

@@ -327,9 +327,11 @@ func (s *Store) HasRef(ctx context.Context, c cid.Cid) (bool, error) {
 }
 
 // DeleteBlocks removes the stored copies of the blocks (not their
-// references) in one batch with one sync: what a caller does once the
-// blocks are referenced in place. Missing blocks are not an error. Like
-// DeleteBlock it does not consult pins.
+// references) in one batch: what a caller does once the blocks are
+// referenced in place. It does not wait for the removal to be durable: a
+// crash may bring copies back, which costs space, never correctness.
+// Missing blocks are not an error. Like DeleteBlock it does not consult
+// pins.
 func (s *Store) DeleteBlocks(ctx context.Context, cs []cid.Cid) error {
 	if err := s.begin(); err != nil {
 		return err
@@ -349,9 +351,6 @@ func (s *Store) DeleteBlocks(ctx context.Context, cs []cid.Cid) error {
 		if err == nil {
 			err = b.Commit(ctx)
 		}
-	}
-	if err == nil {
-		err = s.sync(ctx)
 	}
 	if err != nil {
 		return fmt.Errorf("blobstore: delete blocks (%d): %w", len(cs), err)
