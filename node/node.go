@@ -85,6 +85,8 @@ type Node struct {
 	shares shareState
 	// folders are the synced folders (node/folders.go).
 	folders folderSet
+	// server is the home server's part and the share push (server.go).
+	server serverState
 	// joinMu makes joins one at a time; dnsKeyMu guards dns.key creation.
 	joinMu   sync.Mutex
 	dnsKeyMu sync.Mutex
@@ -337,6 +339,9 @@ func (n *Node) wire(ctx context.Context) error {
 	if err := n.startFoldersLocked(ctx); err != nil {
 		return err
 	}
+	if err := n.startServerLocked(ctx); err != nil {
+		return err
+	}
 
 	ln, err := net.Listen("tcp", s.API.Listen)
 	if err != nil {
@@ -400,6 +405,8 @@ func (n *Node) teardown() error {
 		}
 		n.dns = nil
 	}
+	// The server part joins folders: it stops first.
+	n.closeServer()
 	// Folders before the host: they serve streams on it.
 	if err := n.closeFolders(); err != nil {
 		errs = append(errs, err)

@@ -51,6 +51,14 @@ type Settings struct {
 	DNS dnslink.Config `toml:"dns"`
 	// Gateway is the gateway.* keys (docs/SHARE.md).
 	Gateway gatewaySettings `toml:"gateway"`
+	// Server is the server.* keys (docs/SERVER.md).
+	Server serverSettings `toml:"server"`
+}
+
+type serverSettings struct {
+	// ReplicaDir is where a home server keeps its replicas of the
+	// cloud's folders; "" means <home>/replicas.
+	ReplicaDir string `toml:"replica_dir"`
 }
 
 type gatewaySettings struct {
@@ -225,6 +233,15 @@ var settingsTable = []setting{
 				}
 			}
 			s.Gateway.Listen = v
+			return nil
+		}},
+	{"server.replica_dir", "where a home server keeps its receive-only replicas of the cloud's folders (absolute path); empty = <home>/replicas",
+		func(s *Settings) string { return s.Server.ReplicaDir },
+		func(s *Settings, v string) error {
+			if v != "" && !filepath.IsAbs(v) {
+				return fmt.Errorf("want an absolute path")
+			}
+			s.Server.ReplicaDir = v
 			return nil
 		}},
 	{"api.listen", "host:port of the HTTP API, e.g. 127.0.0.1:5480",
