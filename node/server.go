@@ -89,11 +89,11 @@ type serverState struct {
 
 	// Server side only.
 	isServer bool
-	work     chan struct{}                  // reconcile mirrors now
-	lists    map[peer.ID][]mirrorItem       // latest list pushed by each member
-	mirrors  map[string]string              // "<peer>/<share id>" -> local share ID
-	failed   map[string]time.Time           // mirrors that failed, for the log
-	mirrored int                            // len(mirrors), for metrics
+	work     chan struct{}            // reconcile mirrors now
+	lists    map[peer.ID][]mirrorItem // latest list pushed by each member
+	mirrors  map[string]string        // "<peer>/<share id>" -> local share ID
+	failed   map[string]time.Time     // mirrors that failed, for the log
+	mirrored int                      // len(mirrors), for metrics
 }
 
 // mirrorItem is one share of a pushed list (the wire form, JSON).
