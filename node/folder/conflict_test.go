@@ -50,9 +50,8 @@ func TestConcurrentEdit(t *testing.T) {
 	if s := readFile(t, b, want); s != "from a" {
 		t.Errorf("conflict copy holds %q", s)
 	}
-	if !slices.Equal(a.f.Conflicts(), []string{want}) {
-		t.Errorf("Conflicts() = %v", a.f.Conflicts())
-	}
+	// The index records a file just after it lands on disk.
+	waitFor(t, 10*time.Second, "Conflicts() = "+want, func() bool { return slices.Equal(a.f.Conflicts(), []string{want}) })
 }
 
 func TestSameContentNoConflict(t *testing.T) {

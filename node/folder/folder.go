@@ -150,6 +150,13 @@ type Folder struct {
 	wg     sync.WaitGroup
 	notify *network.NotifyBundle
 	watch  *watcher
+
+	// Files whose references the store found stale: the next scan
+	// re-hashes them whatever their stat says. Its own lock, because the
+	// store reports from whichever goroutine read the block.
+	staleMu   sync.Mutex
+	stale     map[string]bool
+	stopStale func()
 }
 
 type needStats struct {
@@ -272,6 +279,7 @@ func (f *Folder) Start(ctx context.Context) error {
 			go func() { defer f.wg.Done(); w.run(f.ctx) }()
 		}
 	}
+	f.stopStale = f.cfg.Store.WatchStaleRefs(f.onStale)
 	f.wg.Add(1)
 	go func() { defer f.wg.Done(); f.run(f.ctx) }()
 	if f.cfg.Host != nil {
@@ -316,6 +324,7 @@ func (f *Folder) Close() error {
 	if f.cfg.Host != nil {
 		f.stopNet()
 	}
+	f.stopStale()
 	f.cancel()
 	if f.watch != nil {
 		f.watch.close()
@@ -327,6 +336,33 @@ func (f *Folder) Close() error {
 		return fmt.Errorf("folder: close %s: %w", f.cfg.ID, err)
 	}
 	return nil
+}
+
+// onStale hears from the store that the file at p no longer holds a block
+// it referenced: the file changed (or rotted) without a scan noticing.
+func (f *Folder) onStale(p string) {
+	rel, err := filepath.Rel(f.root, p)
+	if err != nil || rel == "." || strings.HasPrefix(rel, "..") {
+		return
+	}
+	f.staleMu.Lock()
+	if f.stale == nil {
+		f.stale = map[string]bool{}
+	}
+	f.stale[filepath.ToSlash(rel)] = true
+	f.staleMu.Unlock()
+	f.requestScan()
+}
+
+// takeStale reports whether rel was found stale, and forgets it.
+func (f *Folder) takeStale(rel string) bool {
+	f.staleMu.Lock()
+	defer f.staleMu.Unlock()
+	if !f.stale[rel] {
+		return false
+	}
+	delete(f.stale, rel)
+	return true
 }
 
 func (f *Folder) requestScan() {

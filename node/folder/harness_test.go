@@ -232,19 +232,33 @@ func waitScanned(t *testing.T, d *dev, rel string, content []byte) {
 	})
 }
 
+// write puts content at rel with mtime (zero: now) in one rename, so that
+// a scan the watcher starts meanwhile never sees a half-written file or
+// the mtime before Chtimes: each call is exactly one new version, which
+// tests that count versions rely on.
 func write(t *testing.T, d *dev, rel, content string, mtime time.Time) {
 	t.Helper()
 	p := filepath.Join(d.dir, filepath.FromSlash(rel))
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+	// Next to the folder (same file system), outside it.
+	stage, err := os.MkdirTemp(filepath.Dir(d.dir), "stage-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(stage)
+	tmp := filepath.Join(stage, "f")
+	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if !mtime.IsZero() {
-		if err := os.Chtimes(p, mtime, mtime); err != nil {
+		if err := os.Chtimes(tmp, mtime, mtime); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -174,12 +174,19 @@ func (f *Folder) pull(ctx context.Context) error {
 	for i := 0; i < len(files); i += pullBatch {
 		chunks = append(chunks, files[i:min(i+pullBatch, len(files))])
 	}
-	prefetch := func(as []action) chan error {
-		ch := make(chan error, 1)
-		go func() { ch <- f.fetch(ctx, as) }()
+	type fetchResult struct {
+		fetched map[cid.Cid]bool
+		err     error
+	}
+	prefetch := func(as []action) chan fetchResult {
+		ch := make(chan fetchResult, 1)
+		go func() {
+			fetched, err := f.fetch(ctx, as)
+			ch <- fetchResult{fetched, err}
+		}()
 		return ch
 	}
-	var pending chan error
+	var pending chan fetchResult
 	defer func() {
 		if pending != nil {
 			<-pending
@@ -189,12 +196,12 @@ func (f *Folder) pull(ctx context.Context) error {
 		pending = prefetch(chunks[0])
 	}
 	for i, chunk := range chunks {
-		fetchErr := <-pending
+		res := <-pending
 		pending = nil
 		if i+1 < len(chunks) {
 			pending = prefetch(chunks[i+1])
 		}
-		recs, errs := f.applyFiles(ctx, chunk, fetchErr)
+		recs, errs := f.applyFiles(ctx, chunk, res.fetched, res.err)
 		for p, err := range errs {
 			fail(p, err)
 		}
@@ -426,18 +433,26 @@ type staged struct {
 
 // applyFiles fetches and writes one batch of files: every file goes to a
 // temporary name in its own directory, one syncfs makes them all durable,
-// then each is renamed into place and the directories are fsynced. A
+// then each is renamed into place, the directories are fsynced and the
+// files' leaves referenced in place (before the index records them). A
 // crash leaves either the old file or the complete new one under the real
 // name, and at worst temporary files, which the next scan removes.
-func (f *Folder) applyFiles(ctx context.Context, as []action, fetchErr error) ([]*record, map[string]error) {
+// fetched names the roots whose blocks the fetch brought: their copies go
+// once the files reference them.
+func (f *Folder) applyFiles(ctx context.Context, as []action, fetched map[cid.Cid]bool, fetchErr error) ([]*record, map[string]error) {
 	errs := map[string]error{}
 	t0 := time.Now()
 	defer func() { f.log.Debug("applied files", "n", len(as), "took", time.Since(t0)) }()
 	if fetchErr != nil {
 		// Fetch what can be fetched one by one; the rest waits.
+		fetched = map[cid.Cid]bool{}
 		for _, a := range as {
-			if err := f.fetch(ctx, []action{a}); err != nil {
+			got, err := f.fetch(ctx, []action{a})
+			if err != nil {
 				errs[a.want.Path] = err
+			}
+			for c := range got {
+				fetched[c] = true
 			}
 		}
 	}
@@ -460,6 +475,7 @@ func (f *Folder) applyFiles(ctx context.Context, as []action, fetchErr error) ([
 	}
 	f.log.Debug("staged and synced", "n", len(st), "took", time.Since(t0))
 	var recs []*record
+	var placed []staged
 	dirs := map[string]bool{}
 	for _, s := range st {
 		rec, err := f.place(s)
@@ -469,12 +485,14 @@ func (f *Folder) applyFiles(ctx context.Context, as []action, fetchErr error) ([
 		}
 		dirs[filepath.Dir(s.dst)] = true
 		recs = append(recs, rec)
+		placed = append(placed, s)
 	}
 	for d := range dirs {
 		if err := syncDir(d); err != nil {
 			f.log.Warn("fsync directory", "dir", d, "err", err)
 		}
 	}
+	f.referencePlaced(ctx, placed, fetched)
 	return recs, errs
 }
 
@@ -499,21 +517,27 @@ var emptyCID, _ = rawCID(nil)
 
 // fetch makes the content of every action local: single-block files with
 // one GetMany for the whole batch (bitswap asks for them all at once),
-// larger files with blobstore.Fetch.
-func (f *Folder) fetch(ctx context.Context, as []action) error {
+// larger files with blobstore.Fetch. It returns the roots that were not
+// local before. Fetched blocks are not made durable: the files written
+// from them are, and a crash before that fetches them again.
+func (f *Folder) fetch(ctx context.Context, as []action) (map[cid.Cid]bool, error) {
 	ctx, progress, stop := stallGuard(ctx, fetchStall)
 	defer stop()
 	var raws []cid.Cid
 	var trees []cid.Cid
+	fetched := map[cid.Cid]bool{}
 	for _, a := range as {
 		c := a.want.CID
 		if c.Equals(emptyCID) {
 			continue // bitswap does not move empty blocks
 		}
+		if ok, _ := f.cfg.Store.Has(ctx, c); ok && c.Prefix().Codec == cid.Raw {
+			continue
+		} else if !ok {
+			fetched[c] = true
+		}
 		if c.Prefix().Codec == cid.Raw {
-			if ok, _ := f.cfg.Store.Has(ctx, c); !ok {
-				raws = append(raws, c)
-			}
+			raws = append(raws, c)
 		} else {
 			trees = append(trees, c)
 		}
@@ -528,27 +552,24 @@ func (f *Folder) fetch(ctx context.Context, as []action) error {
 			got := cid.NewSet()
 			for opt := range ng.GetMany(ctx, batch) {
 				if opt.Err != nil {
-					return opt.Err
+					return nil, opt.Err
 				}
 				got.Add(opt.Node.Cid())
 				progress()
 			}
 			for _, c := range batch {
 				if !got.Has(c) {
-					return blobstore.ErrNotFound{Cid: c}
+					return nil, blobstore.ErrNotFound{Cid: c}
 				}
 			}
 		}
 	}
 	for _, c := range trees {
 		if err := blobstore.Fetch(ctx, f.dag, c, func(int64, int64) { progress() }); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	if s, ok := f.dag.(blobstore.Syncer); ok && len(raws) > 0 {
-		return s.Sync(ctx)
-	}
-	return nil
+	return fetched, nil
 }
 
 func randSuffix() string {

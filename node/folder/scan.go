@@ -19,11 +19,11 @@ import (
 )
 
 // scanCommit is how many changed records one scan commits at a time, and
-// flushBytes how many bytes of small-file blocks it buffers before one
-// durable PutMany: a sync per batch instead of per file.
+// flushRefs how many leaf references it buffers before one durable write:
+// a sync per batch instead of per file.
 const (
 	scanCommit = 2000
-	flushBytes = 16 << 20
+	flushRefs  = 4096
 )
 
 // diskStat is what the scanner compares to tell an unchanged file.
@@ -54,8 +54,8 @@ func (r *record) setStat(st diskStat) {
 type scanner struct {
 	f       *Folder
 	ctx     context.Context
-	blocks  []blocks.Block
-	bbytes  int
+	refs    []blobstore.Ref
+	inner   []blocks.Block
 	changed []*record // new versions to announce
 	quiet   []*record // same version, new stat (touch, inode change)
 }
@@ -162,7 +162,7 @@ func (sc *scanner) visit(rel, p string, fi fs.FileInfo) error {
 		rec.setStat(st)
 		return sc.add(rec, false)
 	}
-	if old != nil && !old.Dir && old.matches(st) {
+	if old != nil && !old.Dir && old.matches(st) && !f.takeStale(rel) {
 		return nil
 	}
 	c, size, st2, err := sc.hash(p)
@@ -207,10 +207,10 @@ func (sc *scanner) add(r *record, quiet bool) error {
 
 var errChanging = errors.New("file changed while being read")
 
-// hash reads the file at p into the store and returns its CID. Files of
-// one chunk are a single raw block (what blobstore.Import makes of them),
-// buffered for one durable PutMany per batch; larger files go through
-// Store.ImportReader.
+// hash reads the file at p and returns its CID, the CID blobstore.Import
+// gives it. The store gets no copy of the content: the leaves are
+// referenced in place (refs.go) and only a large file's inner DAG nodes
+// are stored, both buffered for one durable write per batch.
 func (sc *scanner) hash(p string) (cid.Cid, int64, diskStat, error) {
 	fd, err := os.Open(p)
 	if err != nil {
@@ -236,21 +236,24 @@ func (sc *scanner) hash(p string) (cid.Cid, int64, diskStat, error) {
 		if err != nil {
 			return cid.Undef, 0, diskStat{}, err
 		}
-		b, _ := blocks.NewBlockWithCid(data, c)
-		sc.blocks = append(sc.blocks, b)
-		sc.bbytes += len(data)
 		size = int64(len(data))
-		if sc.bbytes >= flushBytes {
-			if err := sc.flush(); err != nil {
-				return cid.Undef, 0, diskStat{}, err
-			}
+		if size > 0 {
+			sc.refs = append(sc.refs, blobstore.Ref{Cid: c, Path: p, Size: len(data)})
 		}
 	} else {
-		res, err := sc.f.cfg.Store.ImportReader(sc.ctx, fd, blobstore.ImportOptions{})
+		var refs []blobstore.Ref
+		var inner []blocks.Block
+		c, size, refs, inner, err = importRefs(fd, p)
 		if err != nil {
 			return cid.Undef, 0, diskStat{}, err
 		}
-		c, size = res.Root, res.Size
+		sc.refs = append(sc.refs, refs...)
+		sc.inner = append(sc.inner, inner...)
+	}
+	if len(sc.refs) >= flushRefs {
+		if err := sc.flush(); err != nil {
+			return cid.Undef, 0, diskStat{}, err
+		}
 	}
 	after, err := os.Lstat(p)
 	if err != nil {
@@ -270,14 +273,20 @@ func rawCID(data []byte) (cid.Cid, error) {
 	return cid.NewCidV1(cid.Raw, h), nil
 }
 
+// flush makes the buffered inner nodes and references durable. The
+// references were taken before the file's stat was checked again, so a
+// file that changed meanwhile was not recorded (errChanging) and its
+// references, if any, are simply stale.
 func (sc *scanner) flush() error {
-	if len(sc.blocks) == 0 {
-		return nil
+	if len(sc.inner) > 0 {
+		if err := sc.f.cfg.Store.PutMany(sc.ctx, sc.inner); err != nil {
+			return err
+		}
 	}
-	if err := sc.f.cfg.Store.PutMany(sc.ctx, sc.blocks); err != nil {
+	if err := sc.f.cfg.Store.PutRefs(sc.ctx, sc.refs); err != nil {
 		return err
 	}
-	sc.blocks, sc.bbytes = nil, 0
+	sc.refs, sc.inner = nil, nil
 	return nil
 }
 

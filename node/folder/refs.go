@@ -1,0 +1,175 @@
+package folder
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	chunker "github.com/ipfs/boxo/chunker"
+	"github.com/ipfs/boxo/ipld/merkledag"
+	"github.com/ipfs/boxo/ipld/unixfs"
+	"github.com/ipfs/boxo/ipld/unixfs/importer/balanced"
+	h "github.com/ipfs/boxo/ipld/unixfs/importer/helpers"
+	blocks "github.com/ipfs/go-block-format"
+	"github.com/ipfs/go-cid"
+	ipld "github.com/ipfs/go-ipld-format"
+	mh "github.com/multiformats/go-multihash"
+
+	"github.com/pcnode/pcnode/blobstore"
+)
+
+// A folder's files are the only copy of their content on the device (as
+// boxo's filestore does it): the block store keeps a file's inner DAG
+// nodes and, for each leaf, a reference (path, offset, size) into the
+// file, which the store re-hashes whenever it reads it. A file that
+// changes makes its references stale: the store reports the block
+// missing and tells the folder, which rescans the file.
+
+// dagPrefix is what blobstore.Import uses: CIDv1, dag-pb inner nodes, raw
+// leaves, SHA2-256, so a folder file has the CID `pcnode add` gives it.
+var dagPrefix = cid.Prefix{Version: 1, Codec: cid.DagProtobuf, MhType: mh.SHA2_256, MhLength: -1}
+
+// refDAG is the DAGService the importer writes into: leaves become
+// references at the running offset (boxo adds them in file order), inner
+// nodes blocks.
+type refDAG struct {
+	path   string
+	offset int64
+	refs   []blobstore.Ref
+	inner  []blocks.Block
+}
+
+func (d *refDAG) Add(_ context.Context, n ipld.Node) error {
+	if n.Cid().Prefix().Codec == cid.Raw {
+		size := len(n.RawData())
+		d.refs = append(d.refs, blobstore.Ref{Cid: n.Cid(), Path: d.path, Offset: d.offset, Size: size})
+		d.offset += int64(size)
+		return nil
+	}
+	d.inner = append(d.inner, n)
+	return nil
+}
+
+func (d *refDAG) AddMany(ctx context.Context, ns []ipld.Node) error {
+	for _, n := range ns {
+		if err := d.Add(ctx, n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (d *refDAG) Get(context.Context, cid.Cid) (ipld.Node, error) {
+	return nil, fmt.Errorf("refDAG: get: %w", ipld.ErrNotFound{})
+}
+
+func (d *refDAG) GetMany(context.Context, []cid.Cid) <-chan *ipld.NodeOption {
+	ch := make(chan *ipld.NodeOption)
+	close(ch)
+	return ch
+}
+
+func (d *refDAG) Remove(context.Context, cid.Cid) error       { return nil }
+func (d *refDAG) RemoveMany(context.Context, []cid.Cid) error { return nil }
+
+// importRefs builds r's UnixFS DAG (what blobstore.ImportReader builds)
+// and returns its root, its size, the references of its leaves into path
+// and its inner nodes. It stores nothing.
+func importRefs(r io.Reader, path string) (cid.Cid, int64, []blobstore.Ref, []blocks.Block, error) {
+	d := &refDAG{path: path}
+	params := h.DagBuilderParams{
+		Dagserv:    d,
+		Maxlinks:   h.DefaultLinksPerBlock,
+		RawLeaves:  true,
+		CidBuilder: dagPrefix,
+	}
+	db, err := params.New(chunker.NewSizeSplitter(r, blobstore.DefaultChunkSize))
+	if err != nil {
+		return cid.Undef, 0, nil, nil, err
+	}
+	n, err := balanced.Layout(db)
+	if err != nil {
+		return cid.Undef, 0, nil, nil, err
+	}
+	return n.Cid(), d.offset, d.refs, d.inner, nil
+}
+
+// leafRefs lists the references of the leaves of the file root into
+// path, reading the inner nodes from the store. A raw root is one leaf.
+func (f *Folder) leafRefs(ctx context.Context, root cid.Cid, size int64, path string) ([]blobstore.Ref, error) {
+	if root.Prefix().Codec == cid.Raw {
+		if size == 0 {
+			return nil, nil
+		}
+		return []blobstore.Ref{{Cid: root, Path: path, Size: int(size)}}, nil
+	}
+	var out []blobstore.Ref
+	var offset int64
+	var walk func(c cid.Cid) error
+	walk = func(c cid.Cid) error {
+		if c.Prefix().Codec == cid.Raw {
+			n, err := f.cfg.Store.GetSize(ctx, c)
+			if err != nil {
+				return err
+			}
+			out = append(out, blobstore.Ref{Cid: c, Path: path, Offset: offset, Size: n})
+			offset += int64(n)
+			return nil
+		}
+		b, err := f.cfg.Store.Get(ctx, c)
+		if err != nil {
+			return err
+		}
+		pn, err := merkledag.DecodeProtobuf(b.RawData())
+		if err != nil {
+			return err
+		}
+		fsn, err := unixfs.FSNodeFromBytes(pn.Data())
+		if err != nil {
+			return err
+		}
+		offset += int64(len(fsn.Data())) // data inline in an inner node (not made by our importer)
+		for _, l := range pn.Links() {
+			if err := walk(l.Cid); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := walk(root); err != nil {
+		return nil, err
+	}
+	if offset != size {
+		return nil, fmt.Errorf("leaves of %s cover %d bytes, file has %d", root, offset, size)
+	}
+	return out, nil
+}
+
+// referencePlaced makes the files just placed the only copy of their
+// content: their leaves are referenced in place (durably), then the
+// copies of the blocks this pull fetched are dropped. A crash in between
+// leaves copies behind, which cost space but no correctness.
+func (f *Folder) referencePlaced(ctx context.Context, placed []staged, fetched map[cid.Cid]bool) {
+	var refs []blobstore.Ref
+	var drop []cid.Cid
+	for _, s := range placed {
+		rs, err := f.leafRefs(ctx, s.a.want.CID, s.a.want.Size, s.dst)
+		if err != nil {
+			f.log.Warn("cannot reference file in place; its blocks stay in the store", "path", s.a.want.Path, "err", err)
+			continue
+		}
+		refs = append(refs, rs...)
+		if fetched[s.a.want.CID] {
+			for _, r := range rs {
+				drop = append(drop, r.Cid)
+			}
+		}
+	}
+	if err := f.cfg.Store.PutRefs(ctx, refs); err != nil {
+		f.log.Warn("cannot reference files in place; their blocks stay in the store", "err", err)
+		return
+	}
+	if err := f.cfg.Store.DeleteBlocks(ctx, drop); err != nil {
+		f.log.Warn("cannot drop fetched copies", "err", err)
+	}
+}
