@@ -32,7 +32,24 @@ const (
 	// mDNS, and refuses to dial or resolve anything outside 127.0.0.0/8 and
 	// ::1. Every pcnode test uses it.
 	ProfileLocal Profile = "local"
+
+	// ProfileLAN is for networks of the documentation ranges (RFC 5737:
+	// 192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24), meaning the
+	// network-namespace testbed (integration/netns): the host listens on
+	// port 4001 of every IPv4 interface, may dial and accept only those
+	// ranges and loopback, has no public bootstrap peers, maps no ports
+	// and runs no AutoNAT, but keeps mDNS, the relay client and service,
+	// and hole punching (DCUtR) with addresses that peers observed (see
+	// path.go: libp2p would punch only from publicly routable addresses,
+	// which the documentation ranges are not). Its DHT is a private one
+	// (prefix LANDHTPrefix): a server on a home server (RelayService), a
+	// client elsewhere.
+	ProfileLAN Profile = "lan"
 )
+
+// LANDHTPrefix is the DHT protocol prefix of ProfileLAN, so that a LAN
+// host never joins the public Amino DHT.
+const LANDHTPrefix protocol.ID = "/pcnode-lan"
 
 // Connection manager watermarks used when Config.ConnLow / ConnHigh are 0.
 //
@@ -58,13 +75,14 @@ type Config struct {
 	// ListenAddrs are the addresses to listen on. nil means the profile's
 	// defaults: for ProfileLocal /ip4/127.0.0.1/tcp/0 and
 	// /ip4/127.0.0.1/udp/0/quic-v1; for ProfileDefault port 4001 on every
-	// IPv4 and IPv6 interface, TCP and QUIC. In ProfileLocal every address
+	// IPv4 and IPv6 interface, TCP and QUIC; for ProfileLAN port 4001 on
+	// every IPv4 interface, TCP and QUIC. In ProfileLocal every address
 	// must be loopback.
 	ListenAddrs []multiaddr.Multiaddr
 
 	// Bootstrap are peers that Start dials in the background. nil means the
 	// profile's default: for ProfileDefault the public IPFS bootstrap peers,
-	// for ProfileLocal none. A non-nil empty slice means none.
+	// for ProfileLocal and ProfileLAN none. A non-nil empty slice means none.
 	Bootstrap []peer.AddrInfo
 
 	// Blockstore is where bitswap serves blocks from. Required. Blocks that
@@ -119,7 +137,7 @@ type Config struct {
 	Now func() time.Time
 
 	// MDNS turns LAN discovery by multicast DNS on or off. ToggleAuto means
-	// on in ProfileDefault and off in ProfileLocal.
+	// on in ProfileDefault and ProfileLAN, off in ProfileLocal.
 	MDNS Toggle
 
 	// DNSAddrs returns addresses of siblings (full multiaddrs ending in
@@ -273,7 +291,7 @@ func (cfg Config) settings() (settings, error) {
 	if s.profile == "" {
 		s.profile = ProfileDefault
 	}
-	if s.profile != ProfileDefault && s.profile != ProfileLocal {
+	if s.profile != ProfileDefault && s.profile != ProfileLocal && s.profile != ProfileLAN {
 		return s, fmt.Errorf("%w: unknown profile %q", ErrConfig, s.profile)
 	}
 	if s.connLow == 0 {
@@ -290,8 +308,13 @@ func (cfg Config) settings() (settings, error) {
 	}
 	switch s.dht {
 	case DHTAuto:
-		if s.profile == ProfileLocal {
+		switch {
+		case s.profile == ProfileLocal:
 			s.dht = DHTServer
+		case s.profile == ProfileLAN && s.relayService:
+			s.dht = DHTServer
+		case s.profile == ProfileLAN:
+			s.dht = DHTClient
 		}
 	case DHTServer, DHTClient, DHTOff:
 	default:
@@ -299,6 +322,9 @@ func (cfg Config) settings() (settings, error) {
 	}
 	if s.dhtPrefix == "" {
 		s.dhtPrefix = dht.DefaultPrefix
+		if s.profile == ProfileLAN {
+			s.dhtPrefix = LANDHTPrefix
+		}
 	}
 	if s.secret != nil && len(s.secret) < 16 {
 		return s, fmt.Errorf("%w: rendezvous secret of %d bytes, want at least 16", ErrConfig, len(s.secret))
@@ -317,7 +343,7 @@ func (cfg Config) settings() (settings, error) {
 	}
 	switch cfg.MDNS {
 	case ToggleAuto:
-		s.mdns = s.profile == ProfileDefault
+		s.mdns = s.profile != ProfileLocal
 	case ToggleOn:
 		s.mdns = true
 	case ToggleOff:
@@ -339,6 +365,9 @@ func (cfg Config) settings() (settings, error) {
 		if s.profile == ProfileLocal && !loopbackOnly(a) {
 			return s, fmt.Errorf("%w: listen address %s is not loopback (profile %s)", ErrConfig, a, s.profile)
 		}
+		if s.profile == ProfileLAN && !lanListenable(a) {
+			return s, fmt.Errorf("%w: listen address %s is outside loopback and the documentation ranges (profile %s)", ErrConfig, a, s.profile)
+		}
 	}
 
 	s.bootstrap = cfg.Bootstrap
@@ -349,11 +378,12 @@ func (cfg Config) settings() (settings, error) {
 		if err := pi.ID.Validate(); err != nil {
 			return s, fmt.Errorf("%w: bootstrap peer %s: %w", ErrConfig, pi, err)
 		}
-		if s.profile == ProfileLocal {
-			for _, a := range pi.Addrs {
-				if !loopbackOnly(a) {
-					return s, fmt.Errorf("%w: bootstrap address %s is not loopback (profile %s)", ErrConfig, a, s.profile)
-				}
+		for _, a := range pi.Addrs {
+			if s.profile == ProfileLocal && !loopbackOnly(a) {
+				return s, fmt.Errorf("%w: bootstrap address %s is not loopback (profile %s)", ErrConfig, a, s.profile)
+			}
+			if s.profile == ProfileLAN && !lanDialable(a) {
+				return s, fmt.Errorf("%w: bootstrap address %s is outside loopback and the documentation ranges (profile %s)", ErrConfig, a, s.profile)
 			}
 		}
 	}
@@ -367,6 +397,11 @@ func defaultListenAddrs(p Profile) []multiaddr.Multiaddr {
 		addrs = []string{
 			"/ip4/127.0.0.1/tcp/0",
 			"/ip4/127.0.0.1/udp/0/quic-v1",
+		}
+	case ProfileLAN:
+		addrs = []string{
+			"/ip4/0.0.0.0/tcp/4001",
+			"/ip4/0.0.0.0/udp/4001/quic-v1",
 		}
 	default:
 		addrs = []string{

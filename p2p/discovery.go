@@ -57,6 +57,12 @@ const (
 	// siblingPingTimeout bounds one ping.
 	siblingPingTimeout = 10 * time.Second
 
+	// reconnectMin and reconnectMax bound the backoff of redials to a
+	// sibling that is not connected: soon after a link comes back, and
+	// at most once a minute for a device that is simply off.
+	reconnectMin = 2 * time.Second
+	reconnectMax = time.Minute
+
 	// protectTag keeps connections to siblings from being trimmed by the
 	// connection manager.
 	protectTag = "pcnode-sibling"
@@ -91,6 +97,7 @@ type sibling struct {
 	addrs               []multiaddr.Multiaddr // from the sources
 	dialing             bool
 	lastDial            time.Time
+	redialWait          time.Duration // reconnect backoff; 0 while connected
 	lastErr             string
 	punchErr            string
 }
@@ -168,25 +175,53 @@ func (h *Host) found(src string, ai peer.AddrInfo) {
 			r.addrs = append(r.addrs, a)
 		}
 	}
-	connected := lh.Network().Connectedness(ai.ID) == network.Connected
-	// Without addresses, a dial needs the DHT to find some.
-	dialable := len(addrs) > 0 || h.dht != nil
-	dial := !connected && !r.dialing && !h.disc.stopped && dialable && time.Since(r.lastDial) >= candidateRedial
-	if dial {
-		r.dialing, r.lastDial = true, time.Now()
-		h.wg.Add(1)
-	}
 	h.disc.mu.Unlock()
 	if newSource {
 		h.s.log.Debug("p2p found sibling", "peer", ai.ID, "source", src, "addrs", addrs)
 	}
+	h.dialSibling(ctx, lh, ai.ID, src, false)
+}
+
+// dialSibling dials p in the background with every address known for it
+// (the sources', the peerstore's, and circuits through the home servers),
+// unless it is connected, being dialled, or was dialled less than
+// candidateRedial ago (or, for a reconnect, less than its backoff ago).
+func (h *Host) dialSibling(ctx context.Context, lh host.Host, p peer.ID, why string, reconnect bool) {
+	h.disc.mu.Lock()
+	r, ok := h.disc.siblings[p]
+	if !ok {
+		h.disc.mu.Unlock()
+		return
+	}
+	addrs := slices.Clone(r.addrs)
+	connected := lh.Network().Connectedness(p) == network.Connected
+	via := h.viaServers(p)
+	// Without addresses, a dial needs the DHT to find some.
+	dialable := len(addrs) > 0 || len(via) > 0 || len(lh.Peerstore().Addrs(p)) > 0 || h.dht != nil
+	wait := candidateRedial
+	if reconnect {
+		wait = max(wait, r.redialWait)
+	}
+	dial := !connected && !r.dialing && !h.disc.stopped && dialable && time.Since(r.lastDial) >= wait
+	if dial {
+		r.dialing, r.lastDial = true, time.Now()
+		if reconnect {
+			r.redialWait = min(max(2*r.redialWait, reconnectMin), reconnectMax)
+		}
+		h.wg.Add(1)
+	}
+	h.disc.mu.Unlock()
 	if !dial {
 		return
 	}
-
+	for _, a := range via {
+		if !slices.ContainsFunc(addrs, a.Equal) {
+			addrs = append(addrs, a)
+		}
+	}
 	go func() {
 		defer h.wg.Done()
-		err := h.dialCandidate(ctx, lh, peer.AddrInfo{ID: ai.ID, Addrs: addrs})
+		err := h.dialCandidate(ctx, lh, peer.AddrInfo{ID: p, Addrs: addrs})
 		h.disc.mu.Lock()
 		r.dialing = false
 		if err != nil {
@@ -194,9 +229,79 @@ func (h *Host) found(src string, ai peer.AddrInfo) {
 		}
 		h.disc.mu.Unlock()
 		if err != nil {
-			h.s.log.Debug("p2p dial to sibling failed", "peer", ai.ID, "source", src, "err", err)
+			h.s.log.Debug("p2p dial to sibling failed", "peer", p, "why", why, "err", err)
 		}
 	}()
+}
+
+// viaServers returns circuit addresses to p through each home server
+// (Config.StaticRelays) other than p itself: the relay a sibling behind NAT
+// holds a reservation with, whether or not it has advertised the circuit
+// yet. Not in ProfileLocal, whose tests name their circuits themselves.
+func (h *Host) viaServers(p peer.ID) []multiaddr.Multiaddr {
+	if h.s.staticRelays == nil || h.s.profile == ProfileLocal {
+		return nil
+	}
+	target, err := multiaddr.NewComponent("p2p", p.String())
+	if err != nil {
+		return nil
+	}
+	var out []multiaddr.Multiaddr
+	for _, r := range h.s.staticRelays() {
+		if r.ID == p || r.ID == h.ID() {
+			continue
+		}
+		rc, err := multiaddr.NewComponent("p2p", r.ID.String())
+		if err != nil {
+			continue
+		}
+		for _, a := range r.Addrs {
+			if isCircuit(a) || (h.s.profile == ProfileLAN && !lanDirect(a)) {
+				continue
+			}
+			c := slices.Clip(a).AppendComponent(rc, circuitComponent, target)
+			if !slices.ContainsFunc(out, c.Equal) {
+				out = append(out, c)
+			}
+		}
+	}
+	return out
+}
+
+// reconnect redials siblings that are not connected: every sibling the
+// pipeline knows (found by a source, or connected once), with a backoff
+// per sibling from reconnectMin doubling to reconnectMax, reset when it
+// connects. Without it a sibling lost to a cut link came back only when a
+// source reported it again (the next rendezvous lookup, minutes later).
+func (h *Host) reconnect(ctx context.Context) {
+	lh, _ := h.runningCtx()
+	if lh == nil {
+		return
+	}
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		h.disc.mu.Lock()
+		var ps []peer.ID
+		for p, r := range h.disc.siblings {
+			if lh.Network().Connectedness(p) == network.Connected {
+				r.redialWait = 0
+				continue
+			}
+			ps = append(ps, p)
+		}
+		h.disc.mu.Unlock()
+		for _, p := range ps {
+			if h.isMember(p) {
+				h.dialSibling(ctx, lh, p, "reconnect", true)
+			}
+		}
+	}
 }
 
 func (h *Host) dialCandidate(ctx context.Context, lh interface {
@@ -261,6 +366,7 @@ func (h *Host) Siblings() []Sibling {
 	if lh == nil {
 		return nil
 	}
+	nat := h.path.nat(lh.Network().ListenAddresses(), time.Now())
 	h.disc.mu.Lock()
 	defer h.disc.mu.Unlock()
 	out := make([]Sibling, 0, len(h.disc.siblings))
@@ -293,21 +399,7 @@ func (h *Host) Siblings() []Sibling {
 			}
 			s.Path, s.Relay = PathRelayed, relay
 		}
-		switch {
-		case s.Path == PathDirect:
-		case r.punchErr != "":
-			s.WhyNotDirect = "hole punching failed: " + r.punchErr
-		case r.lastErr != "":
-			s.WhyNotDirect = "dial failed: " + r.lastErr
-		case s.Connected:
-			s.WhyNotDirect = "no direct connection yet (hole punching pending or not possible)"
-		case r.dialing:
-			s.WhyNotDirect = "dialling"
-		case len(s.Addrs) == 0:
-			s.WhyNotDirect = "no known address"
-		default:
-			s.WhyNotDirect = "not connected"
-		}
+		s.WhyNotDirect = h.whyNotDirect(s, r, nat)
 		out = append(out, s)
 	}
 	slices.SortFunc(out, func(a, b Sibling) int {
@@ -320,6 +412,35 @@ func (h *Host) Siblings() []Sibling {
 		return 0
 	})
 	return out
+}
+
+// whyNotDirect explains a path that is not direct: the last hole-punch or
+// dial error, this host's NAT when it defeats hole punching, or what is
+// still missing. h.disc.mu is held.
+func (h *Host) whyNotDirect(s Sibling, r *sibling, nat NAT) string {
+	var why string
+	switch {
+	case s.Path == PathDirect:
+		return ""
+	case r.punchErr != "":
+		why = "hole punch failed: " + r.punchErr
+	case s.Connected && len(nat.Observed) == 0:
+		why = "no public address: no peer has observed one for this device yet"
+	case s.Connected:
+		why = "hole punching pending (the side that accepted the relayed connection starts it)"
+	case r.lastErr != "":
+		why = "dial failed: " + r.lastErr
+	case r.dialing:
+		why = "dialling"
+	case len(s.Addrs) == 0:
+		why = "no known address"
+	default:
+		why = "not connected"
+	}
+	if s.Connected && nat.Mapping == NATSymmetric {
+		why = "symmetric NAT detected (" + nat.Evidence + "); " + why
+	}
+	return why
 }
 
 // relayOf returns the relay's peer ID if a is a circuit address.
@@ -340,12 +461,18 @@ func relayOf(a multiaddr.Multiaddr) (peer.ID, bool) {
 }
 
 // Disconnect closes every connection to p. It does not stop p from
-// connecting again; Config.Revoked does that. Before Start it does nothing.
+// connecting again (Config.Revoked does that), but this host waits
+// reconnectMax before it redials p itself. Before Start it does nothing.
 func (h *Host) Disconnect(p peer.ID) error {
 	lh := h.running()
 	if lh == nil {
 		return nil
 	}
+	h.disc.mu.Lock()
+	if r, ok := h.disc.siblings[p]; ok {
+		r.lastDial, r.redialWait = time.Now(), reconnectMax
+	}
+	h.disc.mu.Unlock()
 	lh.ConnManager().Unprotect(p, protectTag)
 	if err := lh.Network().ClosePeer(p); err != nil {
 		return fmt.Errorf("p2p: disconnect %s: %w", p, err)
@@ -389,9 +516,23 @@ type punchTracer struct{ h *Host }
 var _ holepunch.EventTracer = punchTracer{}
 
 func (t punchTracer) Trace(evt *holepunch.Event) {
-	end, ok := evt.Evt.(*holepunch.EndHolePunchEvt)
-	if !ok {
+	var errText string
+	success := false
+	switch e := evt.Evt.(type) {
+	case *holepunch.EndHolePunchEvt:
+		success, errText = e.Success, e.Error
+	case *holepunch.DirectDialEvt:
+		if !e.Success {
+			return // a punch follows
+		}
+		success = true
+	case *holepunch.ProtocolErrorEvt:
+		errText = e.Error
+	default:
 		return
+	}
+	if success {
+		t.h.path.punched(evt.Remote)
 	}
 	t.h.disc.mu.Lock()
 	defer t.h.disc.mu.Unlock()
@@ -399,10 +540,10 @@ func (t punchTracer) Trace(evt *holepunch.Event) {
 	if !ok {
 		return
 	}
-	if end.Success {
+	if success {
 		r.punchErr = ""
 	} else {
-		r.punchErr = end.Error
+		r.punchErr = errText
 	}
 }
 

@@ -59,6 +59,7 @@ type Host struct {
 	bw *trafficCounter
 
 	disc *discovery
+	path *pathState
 	// secret is the rendezvous secret (Config.RendezvousSecret, then
 	// SetRendezvousSecret); secretChanged wakes the rendezvous loop.
 	secret        atomic.Pointer[[]byte]
@@ -78,6 +79,7 @@ type Host struct {
 	dht     *dht.IpfsDHT
 	relay   *relayv2.Relay
 	mdns    mdns.Service
+	punch   *holepunch.Service // ProfileLAN's own (path.go)
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 }
@@ -109,6 +111,7 @@ func New(cfg Config) (*Host, error) {
 		bw:            &trafficCounter{BandwidthCounter: metrics.NewBandwidthCounter()},
 		bitswapOpts:   bitswapOptions(),
 		disc:          newDiscovery(),
+		path:          newPathState(),
 		secretChanged: make(chan struct{}, 1),
 	}
 	if s.secret != nil {
@@ -116,8 +119,12 @@ func New(cfg Config) (*Host, error) {
 		h.secret.Store(&c)
 	}
 	var profileGater connmgr.ConnectionGater
-	if s.profile == ProfileLocal {
-		profileGater = localGater{}
+	switch s.profile {
+	case ProfileLocal:
+		profileGater = localGater()
+		h.resolver = refusingResolver{}
+	case ProfileLAN:
+		profileGater = lanGater()
 		h.resolver = refusingResolver{}
 	}
 	// The profile's policy first, so that a refused address never reaches
@@ -186,8 +193,20 @@ func (h *Host) options(rm network.ResourceManager, cm connmgr.ConnManager) []lib
 				return out
 			}),
 		)
+	case ProfileLAN:
+		opts = append(opts,
+			// Addresses in the documentation ranges only (and circuits
+			// through the home servers). No port mapping and no AutoNAT
+			// (it probes only publicly routable addresses, which these
+			// are not), no autorelay (it waits for AutoNAT): the
+			// reservations with home servers are reserve.go's. Hole
+			// punching is path.go's own service, which punches from
+			// observed addresses.
+			libp2p.AddrsFactory(h.advertised),
+		)
 	default:
 		opts = append(opts,
+			libp2p.AddrsFactory(h.advertised),
 			libp2p.NATPortMap(),
 			libp2p.EnableAutoNATv2(),
 			libp2p.EnableHolePunching(holepunch.WithTracer(punchTracer{h})),
@@ -327,6 +346,11 @@ func (h *Host) stop() error {
 	h.disc.stopped = true
 	h.disc.mu.Unlock()
 	var errs []error
+	if h.punch != nil {
+		if err := h.punch.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("hole punching: %w", err))
+		}
+	}
 	if h.mdns != nil {
 		if err := h.mdns.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("mdns: %w", err))

@@ -229,8 +229,8 @@ func TestProfileDefaults(t *testing.T) {
 	if !locMDNS.s.mdns || defOff.s.mdns {
 		t.Errorf("explicit mDNS toggles ignored: local on %v, default off %v", locMDNS.s.mdns, defOff.s.mdns)
 	}
-	if _, ok := loc.gater.(localGater); !ok {
-		t.Errorf("local gater = %T, want localGater", loc.gater)
+	if g, ok := loc.gater.(addrGater); !ok || g.InterceptAddrDial("", multiaddr.StringCast("/ip4/192.0.2.1/tcp/1")) {
+		t.Errorf("local gater = %T, want an addrGater that refuses 192.0.2.1", loc.gater)
 	}
 	if _, ok := loc.resolver.(refusingResolver); !ok {
 		t.Errorf("local resolver = %T, want refusingResolver", loc.resolver)

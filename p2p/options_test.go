@@ -30,6 +30,10 @@ func TestProfileOptions(t *testing.T) {
 		// AutoNAT); a default-profile server answers AutoNAT probes.
 		{name: "local", cfg: func(c *Config) {}, relay: true},
 		{name: "local relay", cfg: func(c *Config) { c.RelayService, c.StaticRelays = true, relays }, relay: true},
+		// ProfileLAN punches holes with its own service (path.go), and
+		// has neither port mapping nor AutoNAT.
+		{name: "lan", cfg: func(c *Config) { c.Profile, c.ListenAddrs, c.StaticRelays = ProfileLAN, nil, relays }, relay: true},
+		{name: "lan server", cfg: func(c *Config) { c.Profile, c.ListenAddrs, c.RelayService = ProfileLAN, nil, true }, relay: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -62,7 +62,86 @@ func loopbackOnly(a multiaddr.Multiaddr) bool {
 // followed by /p2p/<target>. Relays are how tests among loopback hosts
 // exercise circuit relay v2; nothing in such an address leaves the machine.
 func localDialable(a multiaddr.Multiaddr) bool {
-	if loopbackOnly(a) {
+	return circuitOr(a, loopbackOnly)
+}
+
+// documentation are the ranges RFC 5737 sets aside for documentation,
+// which ProfileLAN may use besides loopback: nothing on the Internet
+// answers them, so a host of that profile cannot reach a real network.
+var documentation = []*net.IPNet{
+	mustCIDR("192.0.2.0/24"),
+	mustCIDR("198.51.100.0/24"),
+	mustCIDR("203.0.113.0/24"),
+}
+
+func mustCIDR(s string) *net.IPNet {
+	_, n, err := net.ParseCIDR(s)
+	if err != nil {
+		panic(err)
+	}
+	return n
+}
+
+// lanIP reports whether ip is one ProfileLAN may talk to: loopback or a
+// documentation range.
+func lanIP(ip net.IP) bool {
+	if ip.IsLoopback() {
+		return true
+	}
+	for _, n := range documentation {
+		if n.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// lanDirect reports whether a is a direct address ProfileLAN may dial or
+// accept: an IP address of lanIP, then TCP, UDP, QUIC v1 or /p2p, well
+// formed. Names, zones, circuits and other transports are refused.
+func lanDirect(a multiaddr.Multiaddr) bool {
+	if len(a) == 0 {
+		return false
+	}
+	for i, c := range a {
+		switch c.Code() {
+		case multiaddr.P_IP4, multiaddr.P_IP6:
+			ip := net.IP(c.RawValue())
+			if i != 0 || (len(ip) != net.IPv4len && len(ip) != net.IPv6len) || !lanIP(ip) {
+				return false
+			}
+		case multiaddr.P_TCP, multiaddr.P_UDP, multiaddr.P_QUIC_V1, multiaddr.P_P2P:
+			if i == 0 {
+				return false
+			}
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// lanDialable is ProfileLAN's dial and accept policy: a lanDirect address,
+// or a circuit through a relay reached at one
+// (<lanDirect>/p2p/<relay>/p2p-circuit[/p2p/<target>]).
+func lanDialable(a multiaddr.Multiaddr) bool {
+	return circuitOr(a, lanDirect)
+}
+
+// lanListenable accepts ProfileLAN's listen addresses: the unspecified
+// addresses (0.0.0.0, ::), which in a network namespace mean its own
+// interfaces, and lanDirect ones.
+func lanListenable(a multiaddr.Multiaddr) bool {
+	if len(a) >= 2 && (a[0].Code() == multiaddr.P_IP4 || a[0].Code() == multiaddr.P_IP6) && net.IP(a[0].RawValue()).IsUnspecified() {
+		return lanDirect(multiaddr.Join(multiaddr.StringCast("/ip4/127.0.0.1"), a[1:]))
+	}
+	return lanDirect(a)
+}
+
+// circuitOr accepts a when direct does, or when a is a circuit whose relay
+// part direct accepts.
+func circuitOr(a multiaddr.Multiaddr, direct func(multiaddr.Multiaddr) bool) bool {
+	if direct(a) {
 		return true
 	}
 	for i, c := range a {
@@ -70,7 +149,7 @@ func localDialable(a multiaddr.Multiaddr) bool {
 			continue
 		}
 		relay, rest := a[:i], a[i+1:]
-		if len(relay) < 2 || relay[len(relay)-1].Code() != multiaddr.P_P2P || !loopbackOnly(relay) {
+		if len(relay) < 2 || relay[len(relay)-1].Code() != multiaddr.P_P2P || !direct(relay) {
 			return false
 		}
 		return len(rest) == 0 || (len(rest) == 1 && rest[0].Code() == multiaddr.P_P2P)
@@ -78,28 +157,43 @@ func localDialable(a multiaddr.Multiaddr) bool {
 	return false
 }
 
+// addrGater is the connection gater of a profile that limits addresses
+// (ProfileLocal, ProfileLAN): no dial and no accepted connection may
+// involve an address that dialable refuses, and an accepted connection
+// must arrive on an address that local accepts.
+type addrGater struct {
+	dialable, local func(multiaddr.Multiaddr) bool
+}
+
+var _ connmgr.ConnectionGater = addrGater{}
+
+func (addrGater) InterceptPeerDial(peer.ID) bool { return true }
+
+func (g addrGater) InterceptAddrDial(_ peer.ID, a multiaddr.Multiaddr) bool {
+	return g.dialable(a)
+}
+
+func (g addrGater) InterceptAccept(c network.ConnMultiaddrs) bool {
+	return g.dialable(c.RemoteMultiaddr()) && g.local(c.LocalMultiaddr())
+}
+
+func (g addrGater) InterceptSecured(_ network.Direction, _ peer.ID, c network.ConnMultiaddrs) bool {
+	return g.dialable(c.RemoteMultiaddr())
+}
+
+func (addrGater) InterceptUpgraded(network.Conn) (bool, control.DisconnectReason) {
+	return true, 0
+}
+
 // localGater is the local profile's connection gater: it lets no dial and
 // no accepted connection involve an address outside loopback.
-type localGater struct{}
-
-var _ connmgr.ConnectionGater = localGater{}
-
-func (localGater) InterceptPeerDial(peer.ID) bool { return true }
-
-func (localGater) InterceptAddrDial(_ peer.ID, a multiaddr.Multiaddr) bool {
-	return localDialable(a)
+func localGater() connmgr.ConnectionGater {
+	return addrGater{dialable: localDialable, local: loopbackOnly}
 }
 
-func (localGater) InterceptAccept(c network.ConnMultiaddrs) bool {
-	return localDialable(c.RemoteMultiaddr()) && loopbackOnly(c.LocalMultiaddr())
-}
-
-func (localGater) InterceptSecured(_ network.Direction, _ peer.ID, c network.ConnMultiaddrs) bool {
-	return localDialable(c.RemoteMultiaddr())
-}
-
-func (localGater) InterceptUpgraded(network.Conn) (bool, control.DisconnectReason) {
-	return true, 0
+// lanGater is ProfileLAN's: loopback and the documentation ranges only.
+func lanGater() connmgr.ConnectionGater {
+	return addrGater{dialable: lanDialable, local: lanDirect}
 }
 
 // revokedGater refuses peers that Config.Revoked names: it never dials them

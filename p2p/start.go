@@ -55,14 +55,22 @@ func (h *Host) startDiscovery(ctx context.Context, lh host.Host) error {
 		if h.s.profile == ProfileLocal {
 			filter = loopbackOnly
 		}
+		if h.s.profile == ProfileLAN {
+			filter = lanDialable
+		}
 		r, err := relayv2.New(lh,
 			relayv2.WithACL(memberACL{h}),
 			relayv2.WithReservationAddressFilter(filter),
+			relayv2.WithResources(memberRelayResources()),
 		)
 		if err != nil {
 			return fmt.Errorf("relay service: %w", err)
 		}
 		h.relay = r
+	}
+
+	if err := h.startPath(ctx, lh); err != nil {
+		return err
 	}
 
 	if h.s.mdns {
@@ -90,6 +98,7 @@ func (h *Host) startDiscovery(ctx context.Context, lh host.Host) error {
 	if h.s.dnsAddrs != nil {
 		h.goBackground(ctx, h.pollDNS)
 	}
+	h.goBackground(ctx, h.reconnect)
 	if h.s.staticRelays != nil && !h.s.relayService && h.s.profile != ProfileLocal {
 		h.goBackground(ctx, func(ctx context.Context) { h.reserveWithServers(ctx, lh) })
 	}
