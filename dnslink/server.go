@@ -41,6 +41,10 @@ type ServerConfig struct {
 	MaxMessage int
 	// Logger receives lifecycle and error messages; nil discards them.
 	Logger *slog.Logger
+	// OnQuery, if set, is called once for every query received, with its
+	// transport ("udp" or "tcp"), before rate limiting: for a metric. It
+	// must be fast and safe for concurrent use. Default nil: not called.
+	OnQuery func(transport string)
 }
 
 // Server answers authoritatively for one Zone over UDP and TCP. It never
@@ -212,6 +216,9 @@ func (s *Server) shutdownLocked() {
 }
 
 func (s *Server) serveTCP(w dns.ResponseWriter, req *dns.Msg) {
+	if s.cfg.OnQuery != nil {
+		s.cfg.OnQuery("tcp")
+	}
 	if s.limiter != nil {
 		if ap, err := netip.ParseAddrPort(w.RemoteAddr().String()); err == nil && !s.limiter.allow(ap.Addr()) {
 			m := new(dns.Msg)
@@ -308,6 +315,9 @@ func (s *Server) serveUDPSession() {
 
 // handleUDP returns the reply to one datagram, or nil to send none.
 func (s *Server) handleUDP(b []byte, from netip.Addr) []byte {
+	if s.cfg.OnQuery != nil {
+		s.cfg.OnQuery("udp")
+	}
 	if s.limiter != nil && !s.limiter.allow(from) {
 		if !s.limiter.slip() || len(b) < 12 {
 			return nil

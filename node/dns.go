@@ -300,6 +300,7 @@ func (n *Node) startDNSLocked(ctx context.Context) error {
 			sub.Close()
 			return fmt.Errorf("node: start: %w", err)
 		}
+		sc.OnQuery = n.metrics.dnsQuery
 		d.srv = dnslink.NewServer(sc, z)
 		if err := d.srv.Start(ctx); err != nil {
 			sub.Close()
