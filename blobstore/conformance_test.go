@@ -255,7 +255,7 @@ func testGC(t *testing.T, s *Store) {
 	if after.Blocks != before.Blocks-res.Removed || after.Bytes != before.Bytes-res.Freed {
 		t.Errorf("Stat after GC = %+v, before %+v, gc %+v", after, before, res)
 	}
-	if err := s.walk(ctx, keep.Root, func(cid.Cid, int) {}); err != nil {
+	if err := s.walk(ctx, keep.Root, func(cid.Cid) {}); err != nil {
 		t.Errorf("pinned DAG damaged by GC: %v", err)
 	}
 	for _, c := range []cid.Cid{direct.Cid()} {

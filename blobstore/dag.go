@@ -344,7 +344,8 @@ func describe(n ipld.Node) (string, int64) {
 // Export writes the file or tree at root to dst and returns the bytes of
 // file data written. It refuses an existing dst (error wrapping ErrExist).
 // Everything is written under a hidden temporary name in dst's directory,
-// fsynced, and renamed into place (without replacing anything that
+// made durable with one syncfs(2) of its file system (not a fsync per
+// file), and renamed into place (without replacing anything that
 // appeared meanwhile), then the directory is fsynced: dst either does not
 // exist or is complete, even after a crash. Names in the DAG that could
 // escape dst ("", ".", "..", or containing "/") are an error. progress, if
@@ -388,7 +389,11 @@ func export(ctx context.Context, d ipld.DAGService, root cid.Cid, dst string, pr
 	if err := x.write(ctx, rootNode, tmp); err != nil {
 		return x.done, err
 	}
-	if err := syncDir(stage); err != nil {
+	// One sync of the file system makes every staged file and directory
+	// durable before the rename publishes them: the same guarantee as a
+	// fsync per file and per directory, at the cost of one (10,000 small
+	// files took seconds of fsyncs).
+	if err := syncFS(stage); err != nil {
 		return x.done, err
 	}
 	if err := renameNoReplace(tmp, dst); err != nil {
@@ -511,7 +516,7 @@ func (x *exporter) write(ctx context.Context, n ipld.Node, path string) error {
 				return err
 			}
 		}
-		return syncDir(path)
+		return nil
 	}
 	return fmt.Errorf("%s: unsupported UnixFS node", n.Cid())
 }
@@ -526,10 +531,44 @@ func (x *exporter) writeFile(ctx context.Context, n ipld.Node, path string) erro
 	if err != nil {
 		return err
 	}
-	_, err = io.Copy(io.MultiWriter(f, x), r)
-	if err == nil {
-		err = f.Sync()
+	_, err = io.Copy(io.MultiWriter(&writeback{f: f}, x), r)
+	if cerr := f.Close(); err == nil {
+		err = cerr
 	}
+	return err
+}
+
+// writebackEvery is how much of a file is written before its writeback is
+// started: the disk works while the export goes on, and the final sync
+// has little left to do.
+const writebackEvery = 8 << 20
+
+// writeback writes to f and starts the writeback of every writebackEvery
+// bytes (sync_file_range, SYNC_FILE_RANGE_WRITE: it does not wait, and it
+// does not make anything durable; syncFS does).
+type writeback struct {
+	f         *os.File
+	off, from int64
+}
+
+func (w *writeback) Write(p []byte) (int, error) {
+	n, err := w.f.Write(p)
+	w.off += int64(n)
+	if w.off-w.from >= writebackEvery {
+		_ = unix.SyncFileRange(int(w.f.Fd()), w.from, w.off-w.from, unix.SYNC_FILE_RANGE_WRITE)
+		w.from = w.off
+	}
+	return n, err
+}
+
+// syncFS makes everything written to the file system that holds dir
+// durable (syncfs(2)), reporting writeback errors.
+func syncFS(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = unix.Syncfs(int(f.Fd()))
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

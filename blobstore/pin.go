@@ -67,7 +67,7 @@ func (s *Store) Pin(ctx context.Context, c cid.Cid, recursive bool) error {
 	s.gcMu.RLock()
 	defer s.gcMu.RUnlock()
 	if recursive {
-		if err := s.walk(ctx, c, func(cid.Cid, int) {}); err != nil {
+		if err := s.walk(ctx, c, func(cid.Cid) {}); err != nil {
 			return fmt.Errorf("blobstore: pin %s: %w", c, err)
 		}
 	} else if ok, err := s.blocks.Has(ctx, blockKey(c)); err != nil {
@@ -173,9 +173,11 @@ func links(c cid.Cid, data []byte) ([]cid.Cid, error) {
 }
 
 // walk visits every block of the DAG under root in the local store, calling
-// fn with each CID and block size once. A missing block stops the walk with
-// an error satisfying ipld.IsNotFound.
-func (s *Store) walk(ctx context.Context, root cid.Cid, fn func(cid.Cid, int)) error {
+// fn with each CID once. A missing block stops the walk with an error
+// satisfying ipld.IsNotFound. Raw blocks have no links, so only their
+// presence is checked: a recursive pin of a large file reads its inner
+// nodes, not its data.
+func (s *Store) walk(ctx context.Context, root cid.Cid, fn func(cid.Cid)) error {
 	seen := map[string]struct{}{}
 	stack := []cid.Cid{root}
 	for len(stack) > 0 {
@@ -192,6 +194,17 @@ func (s *Store) walk(ctx context.Context, root cid.Cid, fn func(cid.Cid, int)) e
 			continue
 		}
 		seen[k] = struct{}{}
+		if c.Type() == cid.Raw {
+			ok, err := s.blocks.Has(ctx, blockKey(c))
+			if err != nil {
+				return err
+			}
+			if !ok {
+				return ErrNotFound{Cid: c}
+			}
+			fn(c)
+			continue
+		}
 		data, err := s.blocks.Get(ctx, blockKey(c))
 		if errors.Is(err, ds.ErrNotFound) {
 			return ErrNotFound{Cid: c}
@@ -199,7 +212,7 @@ func (s *Store) walk(ctx context.Context, root cid.Cid, fn func(cid.Cid, int)) e
 		if err != nil {
 			return err
 		}
-		fn(c, len(data))
+		fn(c)
 		ls, err := links(c, data)
 		if err != nil {
 			return err

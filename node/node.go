@@ -599,12 +599,14 @@ func (n *Node) Get(ctx context.Context, req api.GetRequest, fn api.ProgressFunc)
 	}
 	n.gcMu.RLock()
 	err = n.putEmptyBlocks(ctx, st)
+	complete := false
 	if err == nil && h != nil {
-		n.fetchFast(ctx, st, h, c)
+		complete = n.fetchFast(ctx, st, h, c)
 	}
-	if err == nil {
-		// After the fast path this finds everything local, or fetches
-		// what is still missing by bitswap.
+	if err == nil && !complete {
+		// Finds everything local, or fetches what is still missing by
+		// bitswap. Not needed after a complete DAG stream: it verified
+		// and stored every block under c (or found it stored).
 		err = blobstore.Fetch(ctx, dag, c, progress(fn))
 	}
 	if err != nil && n.cfg.Offline && ctx.Err() == nil {
@@ -630,13 +632,16 @@ func (n *Node) Get(ctx context.Context, req api.GetRequest, fn api.ProgressFunc)
 }
 
 // fetchFast makes what it can of the DAG under c local over the members'
-// DAG stream (p2p.DAGProtocol) from a connected member, durably. It is
-// best effort: blobstore.Fetch afterwards checks and completes the DAG.
-func (n *Node) fetchFast(ctx context.Context, st *blobstore.Store, h *p2p.Host, c cid.Cid) {
+// DAG stream (p2p.DAGProtocol) from a connected member, durably. It
+// reports whether the whole DAG is now local (FetchDAG returned nil: every
+// block under c was stored already or arrived verified, and Commit made
+// them durable). Otherwise it was best effort, and blobstore.Fetch
+// afterwards completes the DAG.
+func (n *Node) fetchFast(ctx context.Context, st *blobstore.Store, h *p2p.Host, c cid.Cid) bool {
 	for _, p := range h.DAGPeers() {
 		bw, err := st.NewBlockWriter(ctx)
 		if err != nil {
-			return
+			return false
 		}
 		stats, err := h.FetchDAG(ctx, p, c, bw)
 		if cerr := bw.Commit(); err == nil {
@@ -644,13 +649,14 @@ func (n *Node) fetchFast(ctx context.Context, st *blobstore.Store, h *p2p.Host, 
 		}
 		if err == nil {
 			n.log.Debug("fetched over the dag stream", "cid", c, "peer", p, "blocks", stats.Blocks, "bytes", stats.Bytes)
-			return
+			return true
 		}
 		n.log.Debug("dag stream fetch failed", "cid", c, "peer", p, "blocks", stats.Blocks, "err", err)
 		if ctx.Err() != nil {
-			return
+			return false
 		}
 	}
+	return false
 }
 
 // Ls lists the directory c, or describes the file c as its one entry.
