@@ -30,6 +30,11 @@ const DefaultAPIListen = "127.0.0.1:5480"
 const (
 	ProfileDefault = "default" // public-Internet ready: real listen addresses, bootstrap, NAT traversal
 	ProfileLocal   = "local"   // loopback only, no public bootstrap: for tests and demos
+	// ProfileLAN is for networks of the documentation ranges (the netns
+	// testbed): listen on every IPv4 interface, mDNS on, no public
+	// bootstrap, no port mapping, dial only 192.0.2.0/24, 198.51.100.0/24,
+	// 203.0.113.0/24 and loopback (p2p.ProfileLAN).
+	ProfileLAN = "lan"
 )
 
 // Settings is the content of config.toml. Keys are addressed with dotted
@@ -114,15 +119,15 @@ type setting struct {
 }
 
 var settingsTable = []setting{
-	{"profile", `"default" or "local"`,
+	{"profile", `"default", "local" or "lan" (documentation address ranges only: network-namespace tests)`,
 		func(s *Settings) string { return s.Profile },
 		func(s *Settings, v string) error {
 			switch v {
-			case ProfileDefault, ProfileLocal:
+			case ProfileDefault, ProfileLocal, ProfileLAN:
 				s.Profile = v
 				return nil
 			}
-			return fmt.Errorf("must be %q or %q", ProfileDefault, ProfileLocal)
+			return fmt.Errorf("must be %q, %q or %q", ProfileDefault, ProfileLocal, ProfileLAN)
 		}},
 	{"name", "this device's name in its cloud; empty = the host name",
 		func(s *Settings) string { return s.Name },

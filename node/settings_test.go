@@ -15,7 +15,8 @@ func TestSettingsSetGet(t *testing.T) {
 		wantErr    string
 	}{
 		{key: "profile", value: "local", want: "local"},
-		{key: "profile", value: "lan", wantErr: `must be "default" or "local"`},
+		{key: "profile", value: "wan", wantErr: `must be "default", "local" or "lan"`},
+		{key: "profile", value: "lan", want: "lan"},
 		{key: "api.listen", value: "127.0.0.1:0", want: "127.0.0.1:0"},
 		{key: "api.listen", value: "[::1]:5480", want: "[::1]:5480"},
 		{key: "api.listen", value: "localhost:80", want: "localhost:80"},
@@ -115,7 +116,7 @@ func TestParseSettings(t *testing.T) {
 		{name: "partial", text: "[api]\nlisten = \"127.0.0.1:9\"\n", check: func(s *Settings) bool { return s.API.Listen == "127.0.0.1:9" && s.Log.Level == "info" }},
 		{name: "dotted", text: "api.listen = \"127.0.0.1:9\"\n", check: func(s *Settings) bool { return s.API.Listen == "127.0.0.1:9" }},
 		{name: "unknown key", text: "[api]\nlisen = \"x\"\n", wantErr: `unknown key "api.lisen"`},
-		{name: "bad value", text: "profile = \"lan\"\n", wantErr: "profile="},
+		{name: "bad value", text: "profile = \"wan\"\n", wantErr: "profile="},
 		{name: "bad toml", text: "profile = \n", wantErr: "toml"},
 		{name: "wrong type", text: "store.nosync = \"yes\"\n", wantErr: "nosync"},
 	}
