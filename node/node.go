@@ -245,7 +245,11 @@ func (n *Node) wire(ctx context.Context) error {
 	st, err := blobstore.Open(ctx, blobstore.Config{
 		Dir:    filepath.Join(n.home, DataDir),
 		NoSync: s.Store.NoSync,
-		Logger: n.log.With("component", "blobstore"),
+		// Every read is re-hashed: a rotten block is quarantined and
+		// fetched again instead of being exported or served to a peer
+		// (docs/RELIABILITY.md has the cost).
+		HashOnRead: true,
+		Logger:     n.log.With("component", "blobstore"),
 	})
 	if err != nil {
 		return fmt.Errorf("node: start: %w", err)
@@ -785,13 +789,16 @@ func (n *Node) GC(ctx context.Context) (api.GCResult, error) {
 // Verify re-hashes every block; corrupt ones are quarantined. Progress is
 // in blocks.
 func (n *Node) Verify(ctx context.Context, fn api.ProgressFunc) (api.VerifyResult, error) {
-	st, _, _, err := n.parts()
+	st, dag, h, err := n.parts()
 	if err != nil {
 		return api.VerifyResult{}, fmt.Errorf("node: verify: %w", err)
 	}
 	r, err := st.Verify(ctx, progress(fn))
 	if err != nil {
 		return api.VerifyResult{}, fmt.Errorf("node: verify: %w", err)
+	}
+	if len(r.Corrupt) > 0 && h != nil {
+		n.heal(ctx, st, dag, h, r.Corrupt)
 	}
 	out := api.VerifyResult{Checked: r.Checked, Corrupt: []string{}, Quarantined: r.Quarantined}
 	for _, c := range r.Corrupt {
