@@ -6,9 +6,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -18,7 +22,7 @@ import (
 )
 
 func (a *app) daemonCmd() *cobra.Command {
-	var apiListen string
+	var apiListen, role string
 	c := &cobra.Command{
 		Use:   "daemon",
 		Short: "Run the node in the foreground until interrupted",
@@ -27,14 +31,32 @@ HTTP API. It returns on SIGINT or SIGTERM after closing everything.
 
 When ready it prints the node's status (one JSON object with --json) on
 stdout and writes <home>/api, which other pcnode commands read to find it.
-Logs go to stderr (--log-format text|json, --log-level). Only one process
-may have a home open at a time: a second daemon on the same home is refused.`,
+Logs go to stderr (--log-format text|json, --log-level; else the config's
+log.format and log.level). Only one process may have a home open at a
+time: a second daemon on the same home is refused.
+
+--role server runs the node as the cloud's home server for this run
+(overriding the role setting): it relays for members, serves the gateway,
+keeps a receive-only replica of every member's folder and mirrors the
+members' shares (docs/SERVER.md).
+
+On SIGHUP the daemon re-reads config.toml: log.level and the dns.* keys
+take effect at once; it logs the changed keys that need a restart.
+Under systemd (Type=notify) it reports READY, RELOADING and STOPPING.`,
 		Args: args(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return a.runDaemon(cmd.Context(), daemonOptions{apiListen: apiListen})
+			o := daemonOptions{apiListen: apiListen}
+			if role != "" {
+				if role != node.RoleDevice && role != node.RoleServer {
+					return usageErrorf("bad --role %q: want %s or %s", role, node.RoleDevice, node.RoleServer)
+				}
+				o.env = map[string]string{node.EnvVar("role"): role}
+			}
+			return a.runDaemon(cmd.Context(), o)
 		},
 	}
 	c.Flags().StringVar(&apiListen, "api-listen", "", "host:port for the HTTP API, overriding the config's api.listen")
+	c.Flags().StringVar(&role, "role", "", `"device" or "server", overriding the role setting for this run`)
 	return c
 }
 
@@ -75,16 +97,19 @@ func (a *app) runDaemon(ctx context.Context, o daemonOptions) error {
 		}
 	}
 	format, _ := s.Get("log.format")
-	lvl, _ := s.Get("log.level")
-	var def slog.Level
-	if err := def.UnmarshalText([]byte(lvl)); err != nil {
-		def = slog.LevelInfo
-	}
-	log, err := a.logger(def, format)
+	var level slog.LevelVar
+	level.Set(configLevel(s))
+	log, err := a.daemonLogger(&level, format)
 	if err != nil {
 		return err
 	}
 	slog.SetDefault(log) // only cmd/pcnode sets the default logger
+
+	// SIGHUP is caught from before the node starts, so an early reload
+	// request does not kill the daemon (the default action of SIGHUP).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 
 	n, err := a.startNode(ctx, node.Config{Home: home, Logger: log, APIListen: o.apiListen, Getenv: o.getenv, Version: buildVersion().Version})
 	if err != nil {
@@ -99,13 +124,102 @@ func (a *app) runDaemon(ctx context.Context, o daemonOptions) error {
 	if err := a.print(cs, func(w io.Writer) {
 		fmt.Fprintf(w, "pcnode daemon ready\n")
 		printStatus(w, cs)
+		if u := n.GatewayURL(); u != "" {
+			fmt.Fprintf(w, "gateway  %s\n", u)
+		}
 		fmt.Fprintf(w, "from another shell: PCNODE_HOME=%s %s status\n", shellQuote(st.Home), progName())
 	}); err != nil {
 		return err
 	}
-	<-ctx.Done()
-	log.Info("daemon stopping", "reason", "signal")
-	return n.Close()
+	warnRole(ctx, log, n)
+	sdNotify(log, "READY=1")
+	for {
+		select {
+		case <-ctx.Done():
+			sdNotify(log, "STOPPING=1")
+			log.Info("daemon stopping", "reason", "signal")
+			return n.Close()
+		case <-hup:
+			sdNotify(log, "RELOADING=1")
+			res, err := n.Reload(ctx)
+			if err != nil {
+				log.Error("reload failed", "err", err)
+			}
+			if a.logLevel == "" && slices.Contains(res.Applied, "log.level") {
+				level.Set(configLevel(&res.Settings))
+			}
+			if len(res.NeedRestart) > 0 {
+				log.Warn("config keys changed that take effect after a restart", "keys", res.NeedRestart)
+			}
+			sdNotify(log, "READY=1")
+		}
+	}
+}
+
+// configLevel is the log level of s (info when it does not parse).
+func configLevel(s *node.Settings) slog.Level {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s.Log.Level)); err != nil {
+		return slog.LevelInfo
+	}
+	return l
+}
+
+// daemonLogger is the daemon's logger: like logger, with a level that a
+// reload can change (unless --log-level fixed it).
+func (a *app) daemonLogger(level *slog.LevelVar, format string) (*slog.Logger, error) {
+	if a.logLevel != "" {
+		var l slog.Level
+		if err := l.UnmarshalText([]byte(a.logLevel)); err != nil {
+			return nil, usageErrorf("bad --log-level %q: want debug, info, warn or error", a.logLevel)
+		}
+		level.Set(l)
+	}
+	if a.logFormat != "" {
+		format = a.logFormat
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch format {
+	case "", "text":
+		return slog.New(slog.NewTextHandler(a.stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(a.stderr, opts)), nil
+	}
+	return nil, usageErrorf("bad --log-format %q: want text or json", format)
+}
+
+// warnRole logs when the role setting and the roster disagree: other
+// devices pick their relays and share mirrors by the roster's role.
+func warnRole(ctx context.Context, log *slog.Logger, n *node.Node) {
+	ci, err := n.Cloud(ctx)
+	if err != nil || ci.Role == "" {
+		return
+	}
+	if r := n.Settings().Role; r != ci.Role {
+		log.Warn("this run's role differs from this device's role in the cloud's roster; other devices go by the roster (relay, share mirrors)", "role", r, "roster_role", ci.Role)
+	}
+}
+
+// sdNotify sends state to systemd's notification socket when the daemon
+// runs under a unit of Type=notify ($NOTIFY_SOCKET); otherwise it does
+// nothing. It is the whole sd_notify protocol: one datagram per state.
+func sdNotify(log *slog.Logger, state string) {
+	addr := os.Getenv("NOTIFY_SOCKET")
+	if addr == "" {
+		return
+	}
+	if strings.HasPrefix(addr, "@") {
+		addr = "\x00" + addr[1:] // abstract socket
+	}
+	c, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: addr, Net: "unixgram"})
+	if err != nil {
+		log.Debug("sd_notify", "err", err)
+		return
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte(state)); err != nil {
+		log.Debug("sd_notify", "err", err)
+	}
 }
 
 // startNode starts the daemon's node. When an offline command (status,
