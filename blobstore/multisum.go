@@ -22,8 +22,17 @@ var sumLanes = func() int {
 	return 1
 }()
 
-// sumSHA256 returns the SHA-256 of each buffer, 16 at a time where the CPU
-// allows it.
+// SumSHA256 returns the SHA-256 of each buffer, as crypto/sha256 would. It
+// hashes 16 buffers at once in the AVX-512 lanes of one core where the CPU
+// has them (about 7x crypto/sha256 without SHA instructions), one after
+// the other elsewhere. It runs on the calling goroutine. The benchmark
+// harness measures the machine's SHA-256 limit with it.
+func SumSHA256(bufs [][]byte) [][sha256.Size]byte { return sumSHA256(bufs) }
+
+// SHA256Lanes is how many buffers SumSHA256 hashes at once on this CPU
+// (16 with AVX-512, else 1).
+func SHA256Lanes() int { return sumLanes }
+
 func sumSHA256(bufs [][]byte) [][sha256.Size]byte {
 	out := make([][sha256.Size]byte, len(bufs))
 	if !haveSum16 {

@@ -493,7 +493,21 @@ add)
 peers) echo "$3" > "$home/peer" ;;
 invite) [ -f "$home/api" ] || { echo "no daemon" >&2; exit 1; }; echo '{"code":"pcnode1fake"}' ;;
 join) [ "$4" = pcnode1fake ] || { echo "bad code" >&2; exit 1; }; echo "cloud = fake" >> "$home/config.toml" ;;
-share) [ -e "$FAKE_STORE/$2" ] || { echo "no such content" >&2; exit 1; } ;;
+share)
+	shift
+	enc=; json=
+	while [ $# -gt 1 ]; do
+		case "$1" in --encrypt) enc=1 ;; --json) json=1 ;; esac
+		shift
+	done
+	if [ -n "$enc" ]; then
+		c=bafyenc$(date +%s%N)$$
+		cp -R "$1" "$FAKE_STORE/$c"
+	else
+		c=$1
+		[ -e "$FAKE_STORE/$c" ] || { echo "no such content" >&2; exit 1; }
+	fi
+	[ -z "$json" ] || echo "{\"link\":\"$c\"}" ;;
 get)
 	[ -f "$home/peer" ] || { echo "not connected" >&2; exit 1; }
 	cp -R "$FAKE_STORE/$2" "$4" ;;
@@ -623,6 +637,10 @@ func TestRunWithFake(t *testing.T) {
 				"| fetch the 1 MiB file from a member daemon (DAG stream) |",
 				"| add a tree of 30 × 4 KiB files |", "| fetch the tree from a daemon of another cloud (bitswap) |",
 				"| fetch the tree from a member daemon (DAG stream) |",
+				"| a friend's pcnode gets the 1 MiB file by share link |",
+				"| a friend's pcnode gets the 1 MiB file by encrypted share link |",
+				"| a friend's pcnode gets the tree by share link |",
+				"scaled to this machine's one core SHA-256 as pcnode hashes", "% of one core SHA-256 as pcnode hashes",
 				"| idle daemon RSS (10ms after start) |", "Reduced run", "| runs per figure | 2 ",
 				"| pcnode built from | the binary given with -bin |",
 			} {
@@ -638,6 +656,36 @@ func TestRunWithFake(t *testing.T) {
 				t.Errorf("temporary directory left behind: %v", ents)
 			}
 		})
+	}
+}
+
+// TestRunOnly: -only runs and reports the selected scenarios alone.
+func TestRunOnly(t *testing.T) {
+	bin := writeFake(t)
+	dir := t.TempDir()
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), []string{"-bin", bin, "-dir", dir, "-only", "member|share link",
+		"-size", "1MiB", "-files", "30", "-runs", "1", "-idle", "10ms", "-timeout", "1m", "-dns-queries", "0"}, &stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("exit %d, stderr:\n%s", code, stderr.String())
+	}
+	md := stdout.String()
+	for _, want := range []string{"| fetch the 1 MiB file from a member daemon (DAG stream) |", "| a friend's pcnode gets the tree by share link |"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("report lacks %q:\n%s", want, md)
+		}
+	}
+	for _, not := range []string{"| add a 1 MiB file |", "(bitswap) |", "idle daemon RSS", "idle daemon RSS"} {
+		if strings.Contains(md, not) {
+			t.Errorf("report has %q, which -only leaves out:\n%s", not, md)
+		}
+	}
+	if strings.Contains(md, "ERROR") {
+		t.Errorf("report has errors:\n%s", md)
+	}
+	code = run(context.Background(), []string{"-bin", bin, "-dir", dir, "-only", "nothing matches this"}, &stdout, &stderr)
+	if code == 0 {
+		t.Error("-only matching no scenario: exit 0")
 	}
 }
 

@@ -128,6 +128,26 @@ func (p *pcnode) add(ctx context.Context, home, path string) (string, time.Durat
 	return c, cpu, nil
 }
 
+// share shares arg (a CID, or with encrypt a path) from home's daemon and
+// returns the link `pcnode share --json` prints.
+func (p *pcnode) share(ctx context.Context, home, arg string, encrypt bool) (string, error) {
+	args := []string{"share", "--json", arg}
+	if encrypt {
+		args = []string{"share", "--json", "--encrypt", arg}
+	}
+	out, err := p.run(ctx, home, args...)
+	if err != nil {
+		return "", err
+	}
+	var res struct {
+		Link string `json:"link"`
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil || res.Link == "" {
+		return "", fmt.Errorf("pcnode %s: no link in %q (%v)", strings.Join(args, " "), lastLines(out, 3), err)
+	}
+	return res.Link, nil
+}
+
 func (p *pcnode) connect(ctx context.Context, home, addr string) error {
 	_, err := p.run(ctx, home, "peers", "connect", addr)
 	return err
