@@ -1,10 +1,16 @@
 package integration
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/miekg/dns"
 
 	"github.com/pcnode/pcnode/node/api"
 )
@@ -140,4 +146,104 @@ func waitFile(t *testing.T, path string) {
 		}
 		time.Sleep(100 * time.Millisecond) // polling a condition under a deadline
 	}
+}
+
+// TestDaemonReloadJSONLogs: a daemon logging JSON (log.format) takes a
+// new DNS zone on SIGHUP without a restart, logs which changed keys need
+// one, counts the zone's queries in /metrics, and every log line parses.
+func TestDaemonReloadJSONLogs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a daemon")
+	}
+	p := newProc(t, "reload")
+	p.must("config", "set", "log.format", "json")
+	p.start()
+	if st := p.status(); st.DNS != "" {
+		t.Fatalf("DNS served before it was configured: %+v", st)
+	}
+
+	p.must("config", "set", "dns.zone", "example.org")
+	p.must("config", "set", "dns.listen", "127.0.0.1:0")
+	p.must("config", "set", "p2p.conn_low", "7")
+	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	var dnsAddr string
+	deadline := time.Now().Add(memberWait)
+	for dnsAddr == "" {
+		dnsAddr = p.status().DNS
+		if dnsAddr == "" && time.Now().After(deadline) {
+			t.Fatalf("no DNS server %v after SIGHUP\n%s", memberWait, p.logs())
+		}
+		time.Sleep(100 * time.Millisecond) // polling a condition under a deadline
+	}
+	m := new(dns.Msg)
+	m.SetQuestion("_pcnode.example.org.", dns.TypeTXT)
+	r, _, err := (&dns.Client{Timeout: 5 * time.Second}).Exchange(m, dnsAddr)
+	if err != nil || len(r.Answer) == 0 {
+		t.Fatalf("query the reloaded zone at %s: %v %v", dnsAddr, r, err)
+	}
+	if !p.alive() {
+		t.Fatal("the daemon died of SIGHUP")
+	}
+
+	c, err := api.DialHome(p.home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := c.Metrics(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`(?m)^pcnode_dns_queries_total\{transport="udp"\} [1-9]`).Match(b) {
+		t.Errorf("no DNS query counted in /metrics:\n%s", grepLines(string(b), "pcnode_dns"))
+	}
+	for _, name := range []string{"pcnode_server ", "pcnode_p2p_connections{", "pcnode_relay_circuits ", "pcnode_relay_reservations "} {
+		if !strings.Contains(string(b), "\n"+name) {
+			t.Errorf("/metrics has no %s", name)
+		}
+	}
+
+	p.stop()
+	var reloaded, restartKeys bool
+	for i, line := range strings.Split(strings.TrimSpace(readFile(t, p.home+".daemon.log")), "\n") {
+		if !strings.HasPrefix(line, "{") {
+			continue // the daemon's status on stdout shares the file
+		}
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("log line %d is not JSON: %v\n%s", i+1, err, line)
+		}
+		if rec["time"] == nil || rec["level"] == nil || rec["msg"] == nil {
+			t.Errorf("log line %d lacks time, level or msg: %s", i+1, line)
+		}
+		switch rec["msg"] {
+		case "config reloaded":
+			reloaded = strings.Contains(line, "dns.zone")
+		case "config keys changed that take effect after a restart":
+			restartKeys = strings.Contains(line, "p2p.conn_low")
+		}
+	}
+	if !reloaded || !restartKeys {
+		t.Errorf("log: reload record %v, restart keys record %v\n%s", reloaded, restartKeys, p.logs())
+	}
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
