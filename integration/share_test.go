@@ -233,7 +233,9 @@ func TestShareWithFriend(t *testing.T) {
 		if err == nil || !errors.Is(err, api.ErrNotFound) || !strings.Contains(err.Error(), "revoked") {
 			t.Fatalf("get of a revoked share: %v", err)
 		}
-		if el := time.Since(start); el > 10*time.Second {
+		// The sharer says so over the status protocol: no need to wait
+		// for the stall timeout (3 s here).
+		if el := time.Since(start); el > 2500*time.Millisecond {
 			t.Errorf("refusal took %v", el)
 		}
 		if _, err := a.ShareRevoke(ctx, "nosuchshar"); !errors.Is(err, api.ErrNotFound) {
@@ -253,10 +255,15 @@ func TestShareWithFriend(t *testing.T) {
 		}
 		sharerClock.Add(2 * time.Hour)
 		// The friend's clock has not moved: its pcnode asks, and the
-		// sharer refuses as if it had nothing.
+		// sharer says the share expired (bitswap alone would answer as
+		// if it had nothing), well before the stall timeout.
+		start := time.Now()
 		_, err = f.Get(ctx, api.GetRequest{Link: es.Link, Output: filepath.Join(out, "expired1")}, nil)
-		if err == nil || !errors.Is(err, api.ErrNotFound) {
+		if !errors.Is(err, api.ErrForbidden) || !strings.Contains(err.Error(), "expired at") {
 			t.Fatalf("get of a share expired at the sharer: %v", err)
+		}
+		if el := time.Since(start); el > 2500*time.Millisecond {
+			t.Errorf("refusal took %v, more than the stall timeout", el)
 		}
 		// The friend's clock has moved too: refused before asking.
 		friendClock.Add(2 * time.Hour)

@@ -68,8 +68,14 @@ func (n *Node) GatewayURL() string {
 	return n.gw.url
 }
 
-// startGatewayLocked serves /ipfs/<cid> for shared items. n.mu is held.
+// startGatewayLocked serves /ipfs/<cid> for shared items, and starts the
+// sharing work that needs the running host (the share status protocol and
+// the cutting of fetchers when a share stops: share_watch.go), which
+// belongs with it: both serve shares to strangers. n.mu is held.
 func (n *Node) startGatewayLocked(st blockstore.Blockstore) error {
+	if n.host != nil {
+		n.serveShareStatusLocked(n.host)
+	}
 	addr := n.settings.gatewayListen()
 	if addr == "" {
 		return nil

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -21,6 +22,7 @@ import (
 	"github.com/pcnode/pcnode/dnslink"
 	"github.com/pcnode/pcnode/node/api"
 	"github.com/pcnode/pcnode/node/share"
+	"github.com/pcnode/pcnode/p2p"
 )
 
 // SharesDir is the directory in the home that holds the share registry.
@@ -47,6 +49,11 @@ var _ api.Sharing = (*Node)(nil)
 type shareState struct {
 	mu  sync.RWMutex
 	reg *share.Registry
+	// host is the running host, for cutting fetchers off; read without
+	// n.mu, which Close holds while it waits for the background work.
+	host *p2p.Host
+	// watchers counts the status streams being served.
+	watchers atomic.Int64
 
 	bgCtx    context.Context
 	bgCancel context.CancelFunc
@@ -86,14 +93,16 @@ func (n *Node) openSharesLocked(ctx context.Context, st *blobstore.Store) error 
 
 // closeShares stops the announcements and closes the registry.
 func (n *Node) closeShares() error {
+	// The cancel happens under the lock, so that goShare, which checks
+	// the context under it, adds nothing to bg once Wait has begun.
 	n.shares.mu.Lock()
 	reg := n.shares.reg
 	n.shares.reg = nil
-	cancel := n.shares.bgCancel
-	n.shares.mu.Unlock()
-	if cancel != nil {
-		cancel()
+	n.shares.host = nil
+	if n.shares.bgCancel != nil {
+		n.shares.bgCancel()
 	}
+	n.shares.mu.Unlock()
 	n.shares.bg.Wait()
 	if reg == nil {
 		return nil
@@ -109,7 +118,7 @@ func (n *Node) serveBlock(p peer.ID, c cid.Cid) bool {
 		return true
 	}
 	reg := n.shares.registry()
-	if reg == nil || !reg.Active(c) {
+	if reg == nil || !reg.Serve(c, p.String()) {
 		return false
 	}
 	if _, ok := reg.Root(c); ok {
@@ -200,7 +209,6 @@ func (n *Node) Share(ctx context.Context, req api.ShareRequest, fn api.ProgressF
 	if !s.Unlisted {
 		n.provideShare(s.Root)
 	}
-	n.sharesChanged() // the cloud's home servers mirror it (server.go)
 	if s.DNSName != "" {
 		if err := n.publishShareNames(ctx); err != nil {
 			return api.ShareInfo{}, fmt.Errorf("node: %s: share %s was created, but its name was not published: %w", op, s.ID, err)
@@ -263,23 +271,15 @@ func (n *Node) provideShare(root cid.Cid) {
 	if err != nil || h == nil {
 		return
 	}
-	n.shares.mu.RLock()
-	ctx := n.shares.bgCtx
-	n.shares.mu.RUnlock()
-	if ctx == nil || ctx.Err() != nil {
-		return
-	}
-	n.shares.bg.Add(1)
-	go func() {
-		defer n.shares.bg.Done()
+	n.goShare(func(ctx context.Context) {
 		ctx, cancel := context.WithTimeout(ctx, shareProvideTimeout)
 		defer cancel()
 		if err := h.Provide(ctx, root); err != nil && ctx.Err() == nil {
 			n.log.Warn("share: announce to the DHT failed", "root", root, "err", err)
 			return
 		}
-		n.log.Debug("share: announced", "root", root)
-	}()
+		n.log.Info("share: announced to the DHT", "root", root)
+	})
 }
 
 // Shares lists every share with its link as of now.
@@ -317,7 +317,6 @@ func (n *Node) ShareRevoke(ctx context.Context, id string) (api.ShareInfo, error
 	if err != nil {
 		return api.ShareInfo{}, fmt.Errorf("node: share revoke %s: %w", id, err)
 	}
-	n.sharesChanged() // the home servers stop serving their mirror
 	if s.DNSName != "" {
 		if err := n.publishShareNames(ctx); err != nil {
 			n.log.Warn("share: withdrawing the DNS name failed", "id", id, "name", s.DNSName, "err", err)
@@ -395,13 +394,9 @@ func (n *Node) shareHints() []multiaddr.Multiaddr {
 		}
 		out = append(out, relayed...)
 	}
-	// The cloud's home servers keep the share available while this
-	// device sleeps (server.go): they get a place whatever this host has.
-	servers := n.serverHints(min(2, max))
-	if len(out) > max-len(servers) {
-		out = out[:max-len(servers)]
+	if len(out) > max {
+		out = out[:max]
 	}
-	out = append(out, servers...)
 	if dnsaddr != nil {
 		out = append(out, dnsaddr)
 	}

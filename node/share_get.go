@@ -7,6 +7,8 @@ import (
 	"io"
 	"io/fs"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,12 +16,15 @@ import (
 	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
 	ipld "github.com/ipfs/go-ipld-format"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/multiformats/go-multiaddr"
 	mh "github.com/multiformats/go-multihash"
 
 	"github.com/pcnode/pcnode/blobstore"
 	"github.com/pcnode/pcnode/node/api"
 	"github.com/pcnode/pcnode/node/share"
+	"github.com/pcnode/pcnode/p2p"
 )
 
 // errStalled ends a get by link when no block arrives for the stall
@@ -61,20 +66,50 @@ func (n *Node) getLink(ctx context.Context, req api.GetRequest, fn api.ProgressF
 			return api.GetResult{}, api.Errorf(api.ErrInvalid, "node: %s %s: %w", op, c, err)
 		}
 	}
+	// The fetch ends with a cause: errStalled, errShareStopped or the
+	// caller's.
+	fctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	var bg sync.WaitGroup
 	if h != nil {
-		n.dialHints(ctx, l.Providers)
+		sharers := n.dialHints(fctx, l.Providers)
+		if len(sharers) > 0 {
+			bg.Add(1)
+			go func() {
+				defer bg.Done()
+				n.watchSharer(fctx, h, sharers, l.Providers, c, stop)
+			}()
+		}
+		if !n.connectedToAny(h, sharers) {
+			bg.Add(1)
+			go func() {
+				defer bg.Done()
+				n.findShareProviders(fctx, h, c)
+			}()
+		}
 	}
 
 	n.gcMu.RLock()
-	err = n.putEmptyBlocks(ctx, st)
+	err = n.putEmptyBlocks(fctx, st)
 	if err == nil {
-		err = n.fetchWatched(ctx, dag, c, fn)
+		err = n.fetchWatched(fctx, dag, c, fn)
 	}
 	if err == nil {
-		err = st.Pin(ctx, c, true)
+		err = st.Pin(fctx, c, true)
 	}
 	n.gcMu.RUnlock()
+	if cause := context.Cause(fctx); err != nil && errors.Is(cause, errShareStopped) {
+		err = cause
+	}
+	stop(nil)
+	bg.Wait()
 	switch {
+	case errors.Is(err, errShareStopped):
+		kind := api.ErrNotFound
+		if strings.Contains(err.Error(), "expired") {
+			kind = api.ErrForbidden
+		}
+		return api.GetResult{}, api.Errorf(kind, "node: %s %s: %w; nothing was written", op, c, err)
 	case errors.Is(err, errStalled):
 		return api.GetResult{}, api.Errorf(api.ErrNotFound, "node: %s %s: %w for %s: the sharer is offline, or the share was revoked or has expired (a share's provider answers as if it had nothing once it stops serving)", op, c, errStalled, n.stallTimeout())
 	case err != nil:
@@ -125,20 +160,26 @@ func (n *Node) stallTimeout() time.Duration {
 	return DefaultShareStallTimeout
 }
 
-// dialHints connects to the link's provider hints at once, each bounded;
-// failures are logged, not fatal: the content may come from elsewhere.
-// /dnsaddr hints are dialled through libp2p's resolver (refused in the
-// local profile).
-func (n *Node) dialHints(ctx context.Context, hints []multiaddr.Multiaddr) {
+// dialHints connects to the link's provider hints at once, each bounded,
+// and returns the peers the hints name (the sharer), connected or not.
+// Failures are logged, not fatal: the content may come from elsewhere.
+// /dnsaddr hints are skipped: they name the person's devices, which may
+// not hold the share, and the local profile resolves no names.
+func (n *Node) dialHints(ctx context.Context, hints []multiaddr.Multiaddr) []peer.ID {
 	h := n.Host()
 	if h == nil {
-		return
+		return nil
 	}
 	var wg sync.WaitGroup
+	var peers []peer.ID
 	for _, a := range hints {
-		if len(a) == 0 || a[len(a)-1].Code() != multiaddr.P_P2P {
+		id, err := peer.IDFromP2PAddr(a)
+		if err != nil {
 			n.log.Debug("share: hint without a peer ID skipped", "addr", a)
 			continue
+		}
+		if !slices.Contains(peers, id) {
+			peers = append(peers, id)
 		}
 		wg.Add(1)
 		go func() {
@@ -151,6 +192,65 @@ func (n *Node) dialHints(ctx context.Context, hints []multiaddr.Multiaddr) {
 		}()
 	}
 	wg.Wait()
+	return peers
+}
+
+// connectedToAny reports whether h is connected to one of peers.
+func (n *Node) connectedToAny(h *p2p.Host, peers []peer.ID) bool {
+	lh := h.Libp2p()
+	if lh == nil {
+		return false
+	}
+	for _, p := range peers {
+		if lh.Network().Connectedness(p) == network.Connected {
+			return true
+		}
+	}
+	return false
+}
+
+// findShareProviders looks root up in the DHT until it has connected to a
+// provider or ctx ends (the fetch's stall timeout ends it): used when no
+// hint answered. A listed share's root is announced by its sharer (and by
+// anyone who fetched and kept it, as bitswap serves what a node holds).
+func (n *Node) findShareProviders(ctx context.Context, h *p2p.Host, root cid.Cid) {
+	const (
+		maxProviders = 8
+		retry        = time.Second
+	)
+	for ctx.Err() == nil {
+		lctx, cancel := context.WithTimeout(ctx, shareDialTimeout)
+		found, err := h.FindProviders(lctx, root, maxProviders)
+		cancel()
+		if err != nil {
+			n.log.Debug("share: DHT lookup failed", "root", root, "err", err)
+			return // no DHT
+		}
+		connected := false
+		for _, ai := range found {
+			addrs, err := peer.AddrInfoToP2pAddrs(&ai)
+			if err != nil {
+				continue
+			}
+			for _, a := range addrs {
+				dctx, cancel := context.WithTimeout(ctx, shareDialTimeout)
+				_, err = h.Connect(dctx, a)
+				cancel()
+				if err == nil {
+					n.log.Info("share: connected to a provider found in the DHT", "root", root, "peer", ai.ID)
+					connected = true
+					break
+				}
+			}
+		}
+		if connected {
+			return
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(retry):
+		}
+	}
 }
 
 // fetchWatched is blobstore.Fetch that gives up with errStalled when no

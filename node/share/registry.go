@@ -145,6 +145,16 @@ type Registry struct {
 	counted map[string]map[string]struct{}
 	// dirty: downloads changed since the last save.
 	dirty bool
+	// changed is closed, and replaced, when a share is created or
+	// revoked (Changed).
+	changed chan struct{}
+
+	// fmu guards fetchers apart from mu, for Serve records under mu's
+	// read lock.
+	fmu sync.Mutex
+	// fetchers remembers, per share, who has been served its blocks
+	// since the last TakeFetchers, so that a revocation can cut them off.
+	fetchers map[string]map[string]struct{}
 }
 
 // Open reads the registry in cfg.Dir (an empty registry if there is none)
@@ -166,6 +176,9 @@ func Open(ctx context.Context, cfg Config) (*Registry, error) {
 		index:   map[string][]string{},
 		roots:   map[string][]string{},
 		counted: map[string]map[string]struct{}{},
+		changed: make(chan struct{}),
+
+		fetchers: map[string]map[string]struct{}{},
 	}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
@@ -298,6 +311,7 @@ func (r *Registry) Create(ctx context.Context, s Share) (Share, error) {
 	}
 	r.addRoot(&rec)
 	r.addBlocks(id, set)
+	r.notifyLocked()
 	r.log.Info("share: created", "id", id, "root", s.Root, "blocks", len(set), "encrypted", s.Encrypted)
 	return rec, nil
 }
@@ -347,6 +361,7 @@ func (r *Registry) Revoke(id string) (Share, error) {
 	// The block set goes before the save, so that a failed save does not
 	// leave the share served.
 	r.dropBlocks(id)
+	r.notifyLocked()
 	if err := r.saveLocked(); err != nil {
 		return Share{}, fmt.Errorf("share: revoke %s: %w", id, err)
 	}
@@ -370,6 +385,99 @@ func (r *Registry) Active(c cid.Cid) bool {
 		}
 	}
 	return false
+}
+
+// Serve is Active for a block that who (a peer ID) asks for: when it
+// answers true it also remembers who as a fetcher of every active share
+// holding c, until TakeFetchers hands the set over. A share remembers at
+// most 4096 fetchers.
+func (r *Registry) Serve(c cid.Cid, who string) bool {
+	if !c.Defined() {
+		return false
+	}
+	now := r.now()
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	ok := false
+	for _, id := range r.index[string(c.Hash())] {
+		s := r.shares[id]
+		if s == nil || s.State(now) != StateActive {
+			continue
+		}
+		ok = true
+		r.fmu.Lock()
+		set := r.fetchers[id]
+		if set == nil {
+			set = map[string]struct{}{}
+			r.fetchers[id] = set
+		}
+		if len(set) < maxCountedPeers {
+			set[who] = struct{}{}
+		}
+		r.fmu.Unlock()
+	}
+	return ok
+}
+
+// TakeFetchers returns who Serve has served share id's blocks to since
+// the last call, and forgets them.
+func (r *Registry) TakeFetchers(id string) []string {
+	r.fmu.Lock()
+	defer r.fmu.Unlock()
+	set := r.fetchers[id]
+	delete(r.fetchers, id)
+	out := make([]string, 0, len(set))
+	for p := range set {
+		out = append(out, p)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Changed returns a channel that is closed at the next Create or Revoke.
+// Expiry is no event: a caller that cares reads the clock.
+func (r *Registry) Changed() <-chan struct{} {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.changed
+}
+
+func (r *Registry) notifyLocked() {
+	close(r.changed)
+	r.changed = make(chan struct{})
+}
+
+// RootState is the state of the share rooted at c, for telling a friend
+// why a link no longer works: StateActive if an active share has that
+// root; else StateExpired, with the latest expiry, if an expired share
+// (not revoked) has; else ok is false. A revoked share reads as unknown,
+// as a root this node never shared does.
+func (r *Registry) RootState(c cid.Cid) (st State, expired time.Time, ok bool) {
+	if !c.Defined() {
+		return "", time.Time{}, false
+	}
+	now := r.now()
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for _, id := range r.roots[string(c.Hash())] {
+		s := r.shares[id]
+		if s == nil {
+			continue
+		}
+		switch s.State(now) {
+		case StateActive:
+			return StateActive, time.Time{}, true
+		case StateExpired:
+			if s.Expires.After(expired) {
+				expired = s.Expires
+			}
+			ok = true
+		}
+	}
+	if ok {
+		return StateExpired, expired, true
+	}
+	return "", time.Time{}, false
 }
 
 // Root returns the active share rooted at c, if there is one.

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"slices"
 	"testing"
 	"time"
 
@@ -372,5 +373,89 @@ func BenchmarkActive(b *testing.B) {
 		if !r.Active(res.Root) {
 			b.Fatal("not active")
 		}
+	}
+}
+
+// TestRegistryStopSignals: what the node needs to cut transfers when a
+// share stops: Changed fires on Create and Revoke, Serve remembers who was
+// served (only for active shares), TakeFetchers hands them over once, and
+// RootState tells an expired root from a revoked or unknown one.
+func TestRegistryStopSignals(t *testing.T) {
+	ctx := context.Background()
+	st := newStore(t)
+	clk := newClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+	r := openReg(t, t.TempDir(), st, clk)
+	a := importBytes(t, st, randBytes(20<<10, 11), 4<<10)
+	b := importBytes(t, st, randBytes(20<<10, 12), 4<<10)
+	private := importBytes(t, st, randBytes(20<<10, 13), 4<<10)
+
+	fired := func(ch <-chan struct{}) bool {
+		select {
+		case <-ch:
+			return true
+		default:
+			return false
+		}
+	}
+	ch := r.Changed()
+	sa, err := r.Create(ctx, Share{Root: a.Root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !fired(ch) {
+		t.Error("Changed did not fire on Create")
+	}
+	sb, err := r.Create(ctx, Share{Root: b.Root, Expires: clk.Now().Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch = r.Changed()
+	if fired(ch) {
+		t.Error("Changed fired with no change")
+	}
+
+	leaf := dagBlocks(t, st, a.Root)[1]
+	if !r.Serve(leaf, "peer1") || !r.Serve(a.Root, "peer2") || !r.Serve(leaf, "peer1") {
+		t.Error("Serve refused a block of an active share")
+	}
+	if r.Serve(private.Root, "peer3") {
+		t.Error("Serve served a private block")
+	}
+	if !r.Serve(b.Root, "peer4") {
+		t.Error("Serve refused the root of an active share")
+	}
+	if st, _, ok := r.RootState(a.Root); !ok || st != StateActive {
+		t.Errorf("RootState(active) = %s %v", st, ok)
+	}
+
+	if _, err := r.Revoke(sa.ID); err != nil {
+		t.Fatal(err)
+	}
+	if !fired(ch) {
+		t.Error("Changed did not fire on Revoke")
+	}
+	if r.Serve(leaf, "peer5") {
+		t.Error("Serve served a revoked share's block")
+	}
+	if got := r.TakeFetchers(sa.ID); !slices.Equal(got, []string{"peer1", "peer2"}) {
+		t.Errorf("fetchers of a: %q", got)
+	}
+	if got := r.TakeFetchers(sa.ID); len(got) != 0 {
+		t.Errorf("fetchers handed over twice: %q", got)
+	}
+	if _, _, ok := r.RootState(a.Root); ok {
+		t.Error("a revoked root reads as known")
+	}
+	if _, _, ok := r.RootState(private.Root); ok {
+		t.Error("a private root reads as known")
+	}
+
+	clk.Add(2 * time.Hour)
+	st2, exp, ok := r.RootState(b.Root)
+	if !ok || st2 != StateExpired || !exp.Equal(sb.Expires) {
+		t.Errorf("RootState(expired) = %s %v %v, want expired at %v", st2, exp, ok, sb.Expires)
+	}
+	if got := r.TakeFetchers(sb.ID); !slices.Equal(got, []string{"peer4"}) {
+		t.Errorf("fetchers of b: %q", got)
 	}
 }
