@@ -446,7 +446,11 @@ func (s *Store) newWriter(ctx context.Context) *writer {
 			}
 			if err := s.putMany(ctx, b, false); err != nil {
 				w.err.Store(&err)
+				continue
 			}
+			// Import computed these CIDs from the data; a BlockWriter's
+			// caller verified them (its contract).
+			s.trust.add(b)
 		}
 	}()
 	return w
@@ -511,6 +515,7 @@ func (w *writer) flushWait() error {
 		if err := w.s.putMany(w.ctx, full, false); err != nil {
 			return err
 		}
+		w.s.trust.add(full)
 	}
 	return w.failed()
 }
