@@ -38,4 +38,7 @@ fi
 # The dashboard's browser tests drive headless Chromium.
 if [ -x scripts/install-browser.sh ]; then scripts/install-browser.sh; fi
 
+# integration/systemd_test.go checks contrib/pcnode.service with systemd-analyze.
+if [ -x scripts/install-systemd-analyze.sh ]; then scripts/install-systemd-analyze.sh; fi
+
 echo "install-test-deps: done"
