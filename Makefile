@@ -41,7 +41,8 @@ bench:
 fuzz:
 	scripts/fuzz.sh
 
-# Two local daemons: add a file on one, fetch it on the other.
+# A home server, a laptop and a friend on loopback: pair, sync a folder,
+# share a file the friend gets from the server while the laptop sleeps.
 demo: build
 	scripts/demo.sh bin/pcnode
 
