@@ -39,6 +39,9 @@ const (
 	shareDialTimeout = 10 * time.Second
 	// shareProvideTimeout bounds announcing a share's root to the DHT.
 	shareProvideTimeout = 2 * time.Minute
+	// shareReprovideInterval: provider records live 48 h in the Amino
+	// DHT; Kubo announces again every 22 h, and so does pcnode.
+	shareReprovideInterval = 22 * time.Hour
 )
 
 var _ api.Sharing = (*Node)(nil)
@@ -207,7 +210,7 @@ func (n *Node) Share(ctx context.Context, req api.ShareRequest, fn api.ProgressF
 		return api.ShareInfo{}, fmt.Errorf("node: %s: %w", op, err)
 	}
 	if !s.Unlisted {
-		n.provideShare(s.Root)
+		n.provideShare(h, s.Root)
 	}
 	if s.DNSName != "" {
 		if err := n.publishShareNames(ctx); err != nil {
@@ -265,21 +268,58 @@ func checkLinkName(name string) error {
 	return err
 }
 
-// provideShare announces root to the DHT in the background.
-func (n *Node) provideShare(root cid.Cid) {
-	_, _, h, err := n.parts()
-	if err != nil || h == nil {
+// provideShare announces root to the DHT in the background, and again
+// every shareReprovideInterval while a listed share of it is active. A
+// failed announcement (no DHT peers yet, say, just after start) is tried
+// again, backing off from 1 s to 5 min.
+func (n *Node) provideShare(h *p2p.Host, root cid.Cid) {
+	if h == nil {
 		return
 	}
 	n.goShare(func(ctx context.Context) {
-		ctx, cancel := context.WithTimeout(ctx, shareProvideTimeout)
-		defer cancel()
-		if err := h.Provide(ctx, root); err != nil && ctx.Err() == nil {
-			n.log.Warn("share: announce to the DHT failed", "root", root, "err", err)
-			return
+		backoff := time.Second
+		failed := false
+		for n.listedActive(root) {
+			pctx, cancel := context.WithTimeout(ctx, shareProvideTimeout)
+			err := h.Provide(pctx, root)
+			cancel()
+			next := shareReprovideInterval
+			switch {
+			case ctx.Err() != nil || errors.Is(err, p2p.ErrNotStarted):
+				return // closing, or no DHT
+			case err != nil && !failed:
+				n.log.Warn("share: announce to the DHT failed; retrying", "root", root, "err", err)
+				failed = true
+				fallthrough
+			case err != nil:
+				next = backoff
+				backoff = min(2*backoff, 5*time.Minute)
+			default:
+				n.log.Info("share: announced to the DHT", "root", root)
+				failed, backoff = false, time.Second
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(next):
+			}
 		}
-		n.log.Info("share: announced to the DHT", "root", root)
 	})
+}
+
+// listedActive reports whether an active share not --unlisted has root.
+func (n *Node) listedActive(root cid.Cid) bool {
+	reg := n.shares.registry()
+	if reg == nil {
+		return false
+	}
+	now := n.now()
+	for _, s := range reg.List() {
+		if s.Root.Equals(root) && !s.Unlisted && s.State(now) == share.StateActive {
+			return true
+		}
+	}
+	return false
 }
 
 // Shares lists every share with its link as of now.

@@ -66,6 +66,16 @@ func (n *Node) serveShareStatusLocked(h *p2p.Host) {
 		defer n.shares.bg.Done()
 		n.cutStoppedShares(ctx)
 	}()
+	// Announce the listed shares again: the DHT forgets.
+	if reg := n.shares.registry(); reg != nil {
+		seen := map[cid.Cid]bool{}
+		for _, s := range reg.List() {
+			if !seen[s.Root] && !s.Unlisted && s.State(n.now()) == share.StateActive {
+				seen[s.Root] = true
+				n.provideShare(h, s.Root)
+			}
+		}
+	}
 }
 
 // goShare runs f in the background unless the shares are closing; it
