@@ -325,6 +325,9 @@ func (b *bench) run(ctx context.Context) (*report, error) {
 		}
 	}
 
+	srv := newServerScenarios(o) // server.go
+	rep.Scenarios = append(rep.Scenarios, srv.list()...)
+
 	if o.only != nil {
 		rep.Scenarios = slices.DeleteFunc(rep.Scenarios, func(s *scenario) bool { return !o.only.MatchString(s.Name) })
 		disc = slices.DeleteFunc(disc, func(d *discoveryScenario) bool { return !o.only.MatchString(d.sc.Name) })
@@ -365,6 +368,14 @@ func (b *bench) run(ctx context.Context) (*report, error) {
 			break
 		}
 		if err := b.discoveryRun(ctx, i, disc); err != nil {
+			return rep, err
+		}
+	}
+	for i := range o.runs {
+		if !sc.any(srv.list()...) {
+			break
+		}
+		if err := b.serverRun(ctx, i, srv); err != nil {
 			return rep, err
 		}
 	}
