@@ -178,8 +178,11 @@ type Config struct {
 
 	// DAGStreamAllowed says which peers may fetch whole DAGs over
 	// DAGProtocol (the members' fast path, which bypasses BlockFilter), and
-	// which peers DAGPeers offers as sources. It must be safe for
-	// concurrent use and fast. nil means nobody.
+	// which peers DAGPeers offers as sources. Other peers are served the
+	// DAG stream only when BlockFilter is set, and then only the blocks it
+	// gives them (a friend's fast path to a share; the policy stays
+	// bitswap's). It must be safe for concurrent use and fast. nil means
+	// nobody.
 	DAGStreamAllowed func(peer.ID) bool
 }
 

@@ -69,11 +69,22 @@ const (
 	dagWriteBuffer = 256 << 10
 )
 
-// handleDAG serves one DAG stream request.
+// handleDAG serves one DAG stream request. A peer DAGStreamAllowed
+// accepts gets every block under its wants; any other peer, when a
+// BlockFilter is set, gets the blocks BlockFilter gives it, each checked
+// as bitswap checks it (a refused block is reported missing, as one the
+// host lacks, and its subtree is not walked): the fast path for a
+// friend fetching a share, with exactly bitswap's policy.
 func (h *Host) handleDAG(s network.Stream) {
 	p := s.Conn().RemotePeer()
-	allowed := h.s.dagAllowed
+	allowed, filter := h.s.dagAllowed, h.s.blockFilter
+	var pass func(cid.Cid) bool
 	if allowed == nil || !allowed(p) {
+		if filter != nil {
+			pass = func(c cid.Cid) bool { return filter(p, c) }
+		}
+	}
+	if pass == nil && (allowed == nil || !allowed(p)) {
 		_ = s.SetWriteDeadline(time.Now().Add(dagWriteTimeout))
 		_ = writeRefusedFrame(s, "not a member of this cloud")
 		_ = s.Close()
@@ -95,7 +106,7 @@ func (h *Host) handleDAG(s network.Stream) {
 	}
 	start := time.Now()
 	w := bufio.NewWriterSize(s, dagWriteBuffer)
-	st, err := sendDAG(ctx, h.s.blockstore, s, w, wants)
+	st, err := sendDAG(ctx, h.s.blockstore, s, w, wants, pass)
 	if err == nil {
 		err = w.WriteByte(frameEnd)
 	}
@@ -112,9 +123,10 @@ func (h *Host) handleDAG(s network.Stream) {
 }
 
 // sendDAG writes every block under wants, depth first in link order, each
-// once. A block it lacks is reported with a missing frame and its subtree
-// skipped. Blocks are sent as stored: the receiver verifies them.
-func sendDAG(ctx context.Context, bs blockstore.Blockstore, dl interface{ SetWriteDeadline(time.Time) error }, w *bufio.Writer, wants []cid.Cid) (DAGStats, error) {
+// once. A block it lacks, or that pass (if not nil) refuses, is reported
+// with a missing frame and its subtree skipped. Blocks are sent as stored:
+// the receiver verifies them.
+func sendDAG(ctx context.Context, bs blockstore.Blockstore, dl interface{ SetWriteDeadline(time.Time) error }, w *bufio.Writer, wants []cid.Cid, pass func(cid.Cid) bool) (DAGStats, error) {
 	var st DAGStats
 	seen := make(map[string]struct{})
 	var stack []cid.Cid
@@ -135,6 +147,12 @@ func sendDAG(ctx context.Context, bs blockstore.Blockstore, dl interface{ SetWri
 			}
 			seen[k] = struct{}{}
 			_ = dl.SetWriteDeadline(time.Now().Add(dagWriteTimeout))
+			if pass != nil && !pass(c) {
+				if err := writeMissingFrame(w, c); err != nil {
+					return st, err
+				}
+				continue
+			}
 			b, err := bs.Get(ctx, c)
 			if ipld.IsNotFound(err) {
 				if err := writeMissingFrame(w, c); err != nil {

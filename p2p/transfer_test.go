@@ -167,6 +167,78 @@ func TestFetchDAGRefused(t *testing.T) {
 	}
 }
 
+// TestFetchDAGThroughBlockFilter: a peer that is not a member gets over
+// the DAG stream exactly the blocks BlockFilter gives it (a share), and
+// nothing of what it refuses: refused blocks are reported missing, as
+// bitswap would answer for them.
+func TestFetchDAGThroughBlockFilter(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	bsA := newBlockstore()
+	data := make([]byte, 3<<20+5)
+	rand.NewChaCha8([32]byte{9}).Read(data)
+	shared := importFile(t, offlineDAG(bsA), data).Cid()
+	private := importFile(t, offlineDAG(bsA), []byte("private notes")).Cid()
+	sharedSet := cid.NewSet()
+	if err := merkledag.Walk(ctx, merkledag.GetLinksWithDAG(offlineDAG(bsA)), shared, sharedSet.Visit); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	asked := 0
+	ca, cb := localConfig(t), localConfig(t)
+	ca.Blockstore = bsA
+	ca.DAGStreamAllowed = func(peer.ID) bool { return false }
+	ca.BlockFilter = func(_ peer.ID, c cid.Cid) bool {
+		mu.Lock()
+		asked++
+		mu.Unlock()
+		return sharedSet.Has(c)
+	}
+	bsB := newBlockstore()
+	cb.Blockstore = bsB
+	a, b := startHost(t, ca), startHost(t, cb)
+	if _, err := b.Connect(ctx, addrWith(t, a, "tcp")); err != nil {
+		t.Fatal(err)
+	}
+
+	st, err := b.FetchDAG(ctx, a.ID(), shared, bsB)
+	if err != nil {
+		t.Fatalf("shared DAG: %v", err)
+	}
+	if st.Blocks != sharedSet.Len() {
+		t.Errorf("fetched %d blocks, the share has %d", st.Blocks, sharedSet.Len())
+	}
+	r, err := uio.NewDagReader(ctx, mustGet(t, offlineDAG(bsB), shared), offlineDAG(bsB))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := io.ReadAll(r); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("shared file read back: %v (equal %v)", err, bytes.Equal(got, data))
+	}
+	mu.Lock()
+	if asked < sharedSet.Len() {
+		t.Errorf("BlockFilter was asked %d times for %d blocks sent", asked, sharedSet.Len())
+	}
+	mu.Unlock()
+
+	_, err = b.FetchDAG(ctx, a.ID(), private, bsB)
+	if !errors.Is(err, ErrDAGIncomplete) {
+		t.Fatalf("unshared DAG: err = %v, want ErrDAGIncomplete (reported missing)", err)
+	}
+	if ok, _ := bsB.Has(ctx, private); ok {
+		t.Error("a block BlockFilter refused was sent")
+	}
+}
+
+func mustGet(t *testing.T, d ipld.DAGService, c cid.Cid) ipld.Node {
+	t.Helper()
+	n, err := d.Get(context.Background(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
 // corruptStore returns bad data for one CID.
 type corruptStore struct {
 	blockstore.Blockstore
