@@ -642,7 +642,14 @@ func (n *Node) Get(ctx context.Context, req api.GetRequest, fn api.ProgressFunc)
 // them durable). Otherwise it was best effort, and blobstore.Fetch
 // afterwards completes the DAG.
 func (n *Node) fetchFast(ctx context.Context, st *blobstore.Store, h *p2p.Host, c cid.Cid) bool {
-	for _, p := range h.DAGPeers() {
+	return n.fetchFastFrom(ctx, st, h, c, h.DAGPeers())
+}
+
+// fetchFastFrom is fetchFast from the given peers, tried in order: a
+// share's providers serve a friend the share's blocks over the DAG
+// stream (through their BlockFilter), much faster than bitswap.
+func (n *Node) fetchFastFrom(ctx context.Context, st *blobstore.Store, h *p2p.Host, c cid.Cid, peers []peer.ID) bool {
+	for _, p := range peers {
 		bw, err := st.NewBlockWriter(ctx)
 		if err != nil {
 			return false
