@@ -193,7 +193,8 @@ func localGater() connmgr.ConnectionGater {
 
 // lanGater is ProfileLAN's: loopback and the documentation ranges only.
 func lanGater() connmgr.ConnectionGater {
-	return addrGater{dialable: lanDialable, local: lanDirect}
+	// A QUIC listener on 0.0.0.0 reports that as the local address.
+	return addrGater{dialable: lanDialable, local: lanListenable}
 }
 
 // revokedGater refuses peers that Config.Revoked names: it never dials them
