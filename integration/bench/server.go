@@ -24,23 +24,20 @@ const (
 // serverScenarios are the idle home server's figures.
 type serverScenarios struct {
 	rss, cpu *scenario
-	// window is how long the idle CPU is measured over: a full minute,
-	// so that it includes each folder's safety-net rescan
-	// (folder.DefaultRescanInterval); 20 s with -quick.
+	// window is how long the idle CPU is measured over: 12 × -idle, a
+	// minute by default, so that it includes each folder's safety-net
+	// rescan (folder.DefaultRescanInterval).
 	window time.Duration
 }
 
 func newServerScenarios(o *options) *serverScenarios {
-	what := fmt.Sprintf("idle home server, %d members, %d folders of %d files", serverMembers, serverFolders, o.treeFiles)
+	what := fmt.Sprintf("idle home server, %d devices, %d folders of %d files", serverMembers, serverFolders, o.treeFiles)
 	s := &serverScenarios{
 		rss: &scenario{Name: what + ": RSS", Unit: "MiB",
 			Target: target{"< 150 MiB", func(m, _ float64) bool { return m < 150 }}},
 		cpu: &scenario{Name: what + ": CPU", Unit: "% of a core",
 			Target: target{"< 1%", func(m, _ float64) bool { return m < 1 }}},
-		window: time.Minute,
-	}
-	if o.quick {
-		s.window = 20 * time.Second
+		window: 12 * o.idle,
 	}
 	return s
 }
