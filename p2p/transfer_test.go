@@ -230,6 +230,65 @@ func TestFetchDAGThroughBlockFilter(t *testing.T) {
 	}
 }
 
+// manyStore is a Blockstore with GetMany, as *blobstore.Store has.
+type manyStore struct {
+	blockstore.Blockstore
+	mu    sync.Mutex
+	calls int
+}
+
+func (m *manyStore) GetMany(ctx context.Context, cs []cid.Cid) ([]blocks.Block, error) {
+	m.mu.Lock()
+	m.calls++
+	m.mu.Unlock()
+	out := make([]blocks.Block, len(cs))
+	for i, c := range cs {
+		b, err := m.Get(ctx, c)
+		if ipld.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out[i] = b
+	}
+	return out, nil
+}
+
+// TestFetchDAGReadsLeavesInBatches: a sender whose store has GetMany reads
+// a file's leaves through it, and a leaf it lacks is still reported
+// missing in its place while the others arrive.
+func TestFetchDAGReadsLeavesInBatches(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	bsA := &manyStore{Blockstore: newBlockstore()}
+	data := make([]byte, 5<<20+777)
+	rand.NewChaCha8([32]byte{4}).Read(data)
+	rootNode := importFile(t, offlineDAG(bsA), data)
+	lost := rootNode.Links()[17].Cid
+	if err := bsA.DeleteBlock(ctx, lost); err != nil {
+		t.Fatal(err)
+	}
+	a, b, bsB := dagPair(t, bsA, func(peer.ID) bool { return true })
+	st, err := b.FetchDAG(ctx, a.ID(), rootNode.Cid(), bsB)
+	if !errors.Is(err, ErrDAGIncomplete) {
+		t.Fatalf("err = %v, want ErrDAGIncomplete", err)
+	}
+	if st.Blocks != 21 { // the root and 20 of 21 leaves
+		t.Errorf("received %d blocks, want 21", st.Blocks)
+	}
+	for i, l := range rootNode.Links() {
+		if ok, _ := bsB.Has(ctx, l.Cid); ok == (l.Cid == lost) {
+			t.Errorf("leaf %d: stored %v", i, ok)
+		}
+	}
+	bsA.mu.Lock()
+	defer bsA.mu.Unlock()
+	if bsA.calls != 2 { // 16 + 5 leaves
+		t.Errorf("GetMany called %d times, want 2", bsA.calls)
+	}
+}
+
 func mustGet(t *testing.T, d ipld.DAGService, c cid.Cid) ipld.Node {
 	t.Helper()
 	n, err := d.Get(context.Background(), c)
