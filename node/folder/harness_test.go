@@ -208,12 +208,18 @@ func waitConverged(t *testing.T, timeout time.Duration, want map[string]fileStat
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
+	waitEvery(t, 10*time.Millisecond, timeout, what, cond)
+}
+
+// waitEvery is waitFor polling every interval.
+func waitEvery(t *testing.T, interval, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out after %v waiting for %s", timeout, what)
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(interval)
 	}
 }
 

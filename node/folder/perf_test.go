@@ -46,9 +46,11 @@ func TestTenThousandFiles(t *testing.T) {
 	connect(t, a, b)
 	start := time.Now()
 	a.start(t)
-	waitFor(t, 60*time.Second, "a scanned", func() bool { return a.f.Status().Files == n })
+	// Polled every 50 ms: Status walks the whole index under the
+	// folder's lock, and polling it faster slows what is measured.
+	waitEvery(t, 50*time.Millisecond, 60*time.Second, "a scanned", func() bool { return a.f.Status().Files == n })
 	scanned := time.Since(start)
-	waitFor(t, 60*time.Second, "b has every file", func() bool { return b.f.Status().Files == n })
+	waitEvery(t, 50*time.Millisecond, 60*time.Second, "b has every file", func() bool { return b.f.Status().Files == n })
 	synced := time.Since(start)
 	waitConverged(t, 30*time.Second, nil, a, b)
 	t.Logf("%d x 4 KiB: scanned on A in %v, identical on B after %v", n, scanned.Round(time.Millisecond), synced.Round(time.Millisecond))
