@@ -10,7 +10,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -309,6 +311,21 @@ func TestDashboardBrowser(t *testing.T) {
 		}
 		waitSame(t, nil, ra, rb)
 
+		// A second copy, this time dropped in favour of the original.
+		cp2 := "sub/b.sync-conflict-20260203-040507-ABCDEFG.txt"
+		writeAt(t, ra, cp2, "another bee", t0.Add(time.Hour))
+		row2 := fmt.Sprintf(`#conflicts tr[data-path=%q]`, cp2)
+		waitJS(t, tabA, "second conflict listed on a", fmt.Sprintf(`!!document.querySelector(%q)`, row2))
+		click(t, tabA, row2+" button.keep-original")
+		waitJS(t, tabA, "second conflict gone", fmt.Sprintf(`!document.querySelector(%q) && document.getElementById('message').textContent.includes('deleted')`, row2))
+		if _, err := os.Stat(filepath.Join(ra, cp2)); !os.IsNotExist(err) {
+			t.Fatalf("conflict copy still there after keep-original: %v", err)
+		}
+		if got, err := os.ReadFile(filepath.Join(ra, "sub/b.txt")); err != nil || string(got) != "bee" {
+			t.Fatalf("sub/b.txt after keep-original: %q, %v", got, err)
+		}
+		waitSame(t, nil, ra, rb)
+
 		// b kept the replaced notes as a version; restore it from b's page.
 		if err := chromedp.Do(tabB, chromedp.SetValue(chromedp.ID("versions-folder"), fi.ID)); err != nil {
 			t.Fatal(err)
@@ -416,9 +433,11 @@ func TestDashboardBrowser(t *testing.T) {
 }
 
 // dashboardRefusals checks the daemon refuses what a session must not
-// allow: no session (401), a foreign Host (403), and a forged POST from
-// another origin in the same browser, which carries the session cookie
-// (403, nothing done).
+// allow: no session (401), a foreign Host (403), a flood of 1,000
+// concurrent clients (only 200/503 for authorised ones, 401/403 for the
+// rest, and the daemon stays up), and a forged POST from another origin
+// in the same browser, which carries the session cookie (403, nothing
+// done).
 func dashboardRefusals(t *testing.T, ctx context.Context, p *proc, url string) {
 	cl, err := api.DialHome(p.home)
 	if err != nil {
@@ -459,6 +478,57 @@ func dashboardRefusals(t *testing.T, ctx context.Context, p *proc, url string) {
 		if resp.StatusCode != tc.want {
 			t.Errorf("%s: %d, want %d", tc.name, resp.StatusCode, tc.want)
 		}
+	}
+
+	// A flood of clients, authorised and not, at once: the daemon answers
+	// every one with an allowed code and stays up.
+	const flood = 1000
+	tr := &http.Transport{DisableKeepAlives: true}
+	defer tr.CloseIdleConnections()
+	fc := &http.Client{Transport: tr, Timeout: 2 * time.Minute}
+	var mu sync.Mutex
+	got := map[string]map[int]int{}
+	var wg sync.WaitGroup
+	tok := p.token()
+	for i := range flood {
+		kind := []string{"token", "token", "none", "rebind"}[i%4]
+		wg.Go(func() {
+			req, _ := http.NewRequest("GET", url+"/api/v1/status", nil)
+			switch kind {
+			case "token":
+				req.Header.Set("Authorization", "Bearer "+tok)
+			case "rebind":
+				req.Host = "rebind.example"
+				req.Header.Set("Authorization", "Bearer "+tok)
+			}
+			code := -1
+			if resp, err := fc.Do(req); err == nil {
+				code = resp.StatusCode
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+			mu.Lock()
+			if got[kind] == nil {
+				got[kind] = map[int]int{}
+			}
+			got[kind][code]++
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	t.Logf("flood of %d: %v", flood, got)
+	for kind, allowed := range map[string][]int{"token": {200, 503}, "none": {401}, "rebind": {403}} {
+		for code, n := range got[kind] {
+			if !slices.Contains(allowed, code) {
+				t.Errorf("flood: %d × %d for %s requests, want only %v", n, code, kind, allowed)
+			}
+		}
+	}
+	if got["token"][200] == 0 {
+		t.Errorf("flood: no authorised request served: %v", got["token"])
+	}
+	if _, err := cl.Status(t.Context()); err != nil {
+		t.Fatalf("daemon after the flood: %v\n%s", err, p.logs())
 	}
 
 	// A page of another origin (another port on the same host, so the
