@@ -244,9 +244,11 @@ func TestShareWithFriend(t *testing.T) {
 	})
 
 	// Expired, on each side's clock.
+	var expired api.ShareInfo
 	t.Run("expired", func(t *testing.T) {
 		efile := writeRandom(t, dir, 1<<20, 45)
 		es, err := a.Share(ctx, api.ShareRequest{Path: efile, Expires: "1h"}, nil)
+		expired = es
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -382,6 +384,15 @@ func TestShareWithFriend(t *testing.T) {
 		if code != http.StatusNotFound {
 			t.Errorf("private raw block: %d", code)
 		}
+		// An expired share's root says so; a revoked one is a 404 like
+		// any other CID.
+		if expired.CID != "" {
+			code, body, _ = get("/ipfs/" + expired.CID)
+			if code != http.StatusGone || !bytes.Contains(body, []byte("expired at")) {
+				t.Errorf("expired share: %d %q, want 410 saying it expired", code, body)
+			}
+		}
+
 	})
 }
 
@@ -518,5 +529,78 @@ func TestShareName(t *testing.T) {
 	}
 	if got := lookup(); len(got) != 0 {
 		t.Errorf("_dnslink.photos after revoke: %q", got)
+	}
+}
+
+// TestShareGatewayRevokeCuts: a browser downloading a shared file through
+// the gateway when the share is revoked gets nothing more within 2 s: the
+// response breaks off (the gateway checks the policy for every block it
+// reads), well short of the file.
+func TestShareGatewayRevokeCuts(t *testing.T) {
+	if testing.Short() {
+		t.Skip("moves tens of MiB; skipped with -short")
+	}
+	const size = 48 << 20
+	a := startShareNode(t, node.RoleServer, newTestClock(), 0)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	sh, err := a.Share(ctx, api.ShareRequest{Path: writeRandom(t, t.TempDir(), size, 61)}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, a.GatewayURL()+"/ipfs/"+sh.CID, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("gateway: %s", resp.Status)
+	}
+	// The client reads slowly: 1 MiB, then the sharer revokes.
+	got, err := io.CopyN(io.Discard, resp.Body, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.ShareRevoke(ctx, sh.ID); err != nil {
+		t.Fatal(err)
+	}
+	revoked := time.Now()
+	type result struct {
+		n   int64
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		n, err := io.Copy(io.Discard, resp.Body)
+		done <- result{n, err}
+	}()
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(10 * time.Second):
+		resp.Body.Close()
+		t.Fatal("the response was still streaming 10 s after the revoke")
+	}
+	el := time.Since(revoked)
+	got += r.n
+	t.Logf("after the revoke: %d MiB more, response ended in %v (%v)", r.n>>20, el.Round(time.Millisecond), r.err)
+	if r.err == nil || got >= size {
+		t.Errorf("the whole file came through after the revoke: %d bytes, err %v", got, r.err)
+	}
+	if el > 2*time.Second {
+		t.Errorf("the response ended %v after the revoke, want within 2 s", el)
+	}
+	// And a new request is refused like any unknown CID.
+	code := func() int {
+		resp, err := http.Get(a.GatewayURL() + "/ipfs/" + sh.CID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}()
+	if code != http.StatusNotFound {
+		t.Errorf("revoked share through the gateway: %d, want 404", code)
 	}
 }

@@ -124,7 +124,10 @@ func (g *gatewayServer) close() {
 
 // newGatewayHandler is boxo's gateway over the blocks of active shares
 // only: a request for anything else, shared or not, existing or not, gets
-// the same 404, and nothing is fetched from the network.
+// the same 404 (but the root of an expired share a 410 saying so), and
+// nothing is fetched from the network. Every block is checked as it is
+// read, so a response in progress stops at the next block once its share
+// is revoked or expires.
 func newGatewayHandler(st blockstore.Blockstore, reg *share.Registry) (http.Handler, error) {
 	// Each handler has its own registry: the process-wide one would
 	// refuse a second node's gateway in one process (tests).
@@ -143,7 +146,18 @@ func newGatewayHandler(st blockstore.Blockstore, reg *share.Registry) (http.Hand
 	}, backend)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, ok := gatewayRoot(r.URL.Path)
-		if !ok || (r.Method != http.MethodGet && r.Method != http.MethodHead) || !reg.Active(c) {
+		if !ok || (r.Method != http.MethodGet && r.Method != http.MethodHead) {
+			http.Error(w, "404 page not found", http.StatusNotFound)
+			return
+		}
+		if !reg.Active(c) {
+			// The root of a share that expired says so: whoever asks
+			// holds its link, which carries the expiry anyway. Anything
+			// else, revoked shares included, is the same 404.
+			if st, exp, ok := reg.RootState(c); ok && st == share.StateExpired {
+				http.Error(w, "410 this share expired at "+exp.UTC().Format(time.RFC3339)+"; ask the sharer for a new link", http.StatusGone)
+				return
+			}
 			http.Error(w, "404 page not found", http.StatusNotFound)
 			return
 		}
