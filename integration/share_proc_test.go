@@ -203,16 +203,16 @@ func startGet(t *testing.T, f *proc, args ...string) *bgGet {
 }
 
 // startSharePair starts a sharer and a friend (no cloud between them),
-// writes a file of size bytes, shares it and returns the share and a link
+// writes a file of size bytes, shares it (with shareArgs) and returns the share and a link
 // whose only hint is a proxy limited to rate bytes/s.
-func startSharePair(t *testing.T, size, rate int64) (a, f *proc, sh api.ShareInfo, link string, px *throttle, file string) {
+func startSharePair(t *testing.T, size, rate int64, shareArgs ...string) (a, f *proc, sh api.ShareInfo, link string, px *throttle, file string) {
 	t.Helper()
 	a, f = newProc(t, "sharer"), newProc(t, "friend")
 	a.start()
 	f.start()
 	dir := t.TempDir()
 	file = writeRandom(t, dir, size, 77)
-	a.mustJSON(&sh, "share", file)
+	a.mustJSON(&sh, append(append([]string{"share"}, shareArgs...), file)...)
 	st := a.status()
 	target := strings.TrimPrefix(loopbackAddr(t, st), "/ip4/")
 	host, port, _ := strings.Cut(target, "/tcp/")
@@ -223,66 +223,87 @@ func startSharePair(t *testing.T, size, rate int64) (a, f *proc, sh api.ShareInf
 }
 
 // TestShareRevokeDuringTransfer: a friend's pcnode (not in the cloud) is
-// fetching a share by link when the sharer revokes it: within 2 s the
-// sharer sends nothing more and the friend's get fails saying so, and no
-// file appears under the output name.
+// fetching a share by link when the sharer revokes it, or when it
+// expires: within 2 s the sharer sends nothing more and the friend's get
+// fails saying why, and no file appears under the output name.
 func TestShareRevokeDuringTransfer(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs two daemons; skipped with -short")
 	}
 	const (
 		size = 64 << 20
-		rate = 8 << 20 // 8 s for the whole file: the revoke comes well before
+		rate = 8 << 20 // 8 s for the whole file: the stop comes well before
 	)
-	a, f, sh, link, px, _ := startSharePair(t, size, rate)
-	out := filepath.Join(t.TempDir(), "got.bin")
-	g := startGet(t, f, link, "-o", out)
-	px.waitDown(t, 4<<20, time.Minute)
+	for _, tc := range []struct {
+		name  string
+		args  []string
+		state string // in share ls, and what the errors say
+	}{
+		{"revoke", nil, "revoked"},
+		{"expire", []string{"--expires", "5s"}, "expired"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, f, sh, link, px, _ := startSharePair(t, size, rate, tc.args...)
+			out := filepath.Join(t.TempDir(), "got.bin")
+			g := startGet(t, f, link, "-o", out)
+			var stopped time.Time
+			if tc.state == "revoked" {
+				px.waitDown(t, 4<<20, time.Minute)
+				a.must("share", "revoke", sh.ID)
+				stopped = time.Now()
+			} else {
+				exp, err := time.Parse(time.RFC3339, sh.Expires)
+				if err != nil {
+					t.Fatalf("expires %q: %v", sh.Expires, err)
+				}
+				// The record's expiry is within the second after the
+				// printed one.
+				stopped = exp.Add(time.Second)
+			}
+			select {
+			case <-g.done:
+			case <-time.After(time.Until(stopped) + 10*time.Second):
+				t.Fatalf("get still running 10 s after the share stopped (%d bytes through)", px.down.Load())
+			}
+			if el := time.Since(stopped); el > 2*time.Second {
+				t.Errorf("get ended %v after the share stopped, want within 2 s", el)
+			}
+			if g.err == nil {
+				t.Fatal("get succeeded after the share stopped")
+			}
+			if msg := g.stderr.String(); !strings.Contains(msg, tc.state) {
+				t.Errorf("get's error does not say the share was %s: %s", tc.state, msg)
+			}
+			// The sharer sends nothing from 2 s after the stop.
+			if !px.idleFor(300*time.Millisecond, time.Until(stopped.Add(2*time.Second+300*time.Millisecond))) {
+				t.Errorf("the sharer was still sending 2 s after the share stopped")
+			}
+			got := px.down.Load()
+			if got >= size {
+				t.Errorf("%d bytes went through: the whole file", got)
+			}
+			if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("output after a stopped transfer: %v", err)
+			}
+			t.Logf("stopped after %d MiB of %d; get ended %v after the stop", got>>20, size>>20, time.Since(stopped).Round(time.Millisecond))
 
-	a.must("share", "revoke", sh.ID)
-	revoked := time.Now()
-	select {
-	case <-g.done:
-	case <-time.After(10 * time.Second):
-		t.Fatalf("get still running 10 s after the revoke (%d bytes through)", px.down.Load())
-	}
-	if el := time.Since(revoked); el > 2*time.Second {
-		t.Errorf("get ended %v after the revoke, want within 2 s", el)
-	}
-	if g.err == nil {
-		t.Fatal("get succeeded after the revoke")
-	}
-	if msg := g.stderr.String(); !strings.Contains(msg, "revoked") {
-		t.Errorf("get's error does not say the share was revoked: %s", msg)
-	}
-	// The sharer sent nothing after 2 s from the revoke.
-	if !px.idleFor(300*time.Millisecond, 2*time.Second-time.Since(revoked)+300*time.Millisecond) {
-		t.Errorf("the sharer was still sending 2 s after the revoke")
-	}
-	got := px.down.Load()
-	if got >= size {
-		t.Errorf("%d bytes went through: the whole file", got)
-	}
-	if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("output after a revoked transfer: %v", err)
-	}
-	t.Logf("revoked after %d MiB of %d; get ended %v after the revoke", got>>20, size>>20, time.Since(revoked).Round(time.Millisecond))
-
-	// A new get of the revoked share fails at once, with the same reason.
-	start := time.Now()
-	_, err := f.run("get", link, "-o", out)
-	if err == nil || !strings.Contains(err.Error(), "revoked") {
-		t.Errorf("get of a revoked share: %v", err)
-	}
-	if el := time.Since(start); el > 5*time.Second {
-		t.Errorf("refusal took %v", el)
-	}
-	var ls struct {
-		Shares []api.ShareInfo `json:"shares"`
-	}
-	a.mustJSON(&ls, "share", "ls")
-	if len(ls.Shares) != 1 || ls.Shares[0].State != "revoked" || ls.Shares[0].Downloads != 1 {
-		t.Errorf("share ls: %+v", ls.Shares)
+			// A new get fails at once, with the same reason.
+			start := time.Now()
+			_, err := f.run("get", link, "-o", out)
+			if err == nil || !strings.Contains(err.Error(), tc.state) {
+				t.Errorf("get of a %s share: %v", tc.state, err)
+			}
+			if el := time.Since(start); el > 5*time.Second {
+				t.Errorf("refusal took %v", el)
+			}
+			var ls struct {
+				Shares []api.ShareInfo `json:"shares"`
+			}
+			a.mustJSON(&ls, "share", "ls")
+			if len(ls.Shares) != 1 || ls.Shares[0].State != tc.state || ls.Shares[0].Downloads != 1 {
+				t.Errorf("share ls: %+v", ls.Shares)
+			}
+		})
 	}
 }
 
