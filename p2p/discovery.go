@@ -366,7 +366,7 @@ func (h *Host) Siblings() []Sibling {
 	if lh == nil {
 		return nil
 	}
-	nat := h.path.nat(lh.Network().ListenAddresses(), time.Now())
+	nat := h.path.nat(ownAddrs(lh), time.Now())
 	h.disc.mu.Lock()
 	defer h.disc.mu.Unlock()
 	out := make([]Sibling, 0, len(h.disc.siblings))

@@ -295,7 +295,17 @@ func (h *Host) NAT() NAT {
 	if lh == nil {
 		return NAT{}
 	}
-	return h.path.nat(lh.Network().ListenAddresses(), time.Now())
+	return h.path.nat(ownAddrs(lh), time.Now())
+}
+
+// ownAddrs are the host's interface addresses (listen addresses on
+// 0.0.0.0 expanded), which a peer on the same LAN observes.
+func ownAddrs(lh host.Host) []multiaddr.Multiaddr {
+	as, err := lh.Network().InterfaceListenAddresses()
+	if err != nil {
+		return lh.Network().ListenAddresses()
+	}
+	return as
 }
 
 // setRelayAddrs records the circuit addresses through relay (nil: the
@@ -403,7 +413,7 @@ func (h *Host) startPath(ctx context.Context, lh host.Host) error {
 		return fmt.Errorf("path: libp2p host %T has no identify service", lh)
 	}
 	svc, err := holepunch.NewService(lh, idh.IDService(), func() []multiaddr.Multiaddr {
-		return h.path.punchAddrs(lh.Network().ListenAddresses(), time.Now(), lanDirect)
+		return h.path.punchAddrs(ownAddrs(lh), time.Now(), lanDirect)
 	}, holepunch.WithTracer(punchTracer{h}))
 	if err != nil {
 		return fmt.Errorf("path: hole punching: %w", err)

@@ -36,6 +36,7 @@ import (
 //	node     a p2p.Host (see runNode), printing its state as JSON lines
 //	udpecho  answers each UDP datagram with the sender's address as seen
 //	udpprobe sends from one port to each server and prints what they saw
+//	metrics  prints the /metrics of the daemon of PCNODE_NETNS_HOME
 const roleEnv = "PCNODE_NETNS_ROLE"
 
 // agentLifetime bounds every agent: a test that forgets one does not
@@ -57,6 +58,8 @@ func TestMain(m *testing.M) {
 		err = runUDPEcho(ctx)
 	case "udpprobe":
 		err = runUDPProbe(ctx)
+	case "metrics":
+		err = runMetrics(ctx)
 	default:
 		err = fmt.Errorf("unknown role %q", role)
 	}

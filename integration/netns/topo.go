@@ -170,7 +170,12 @@ func (tb *Testbed) attach(h *Host, lan *LAN, iface string, a netip.Addr) *Link {
 // if outside has one (nested NAT).
 //
 // Unsolicited inbound traffic is dropped: only replies to flows that an
-// inside host opened are forwarded in.
+// inside host opened are forwarded in, and nothing new reaches the router
+// itself from outside (as a home router's firewall does). The input rule
+// matters for hole punching: a peer's punch packet that arrives before the
+// inside host's own would otherwise be delivered to the router, and the
+// conntrack entry that delivery confirms takes the public port, so the
+// inside host's flow gets a random one.
 func (tb *Testbed) NAT(name string, inside, outside *LAN, m Mapping) *NAT {
 	tb.t.Helper()
 	if inside.gateway.IsValid() {
@@ -208,6 +213,10 @@ func (tb *Testbed) NAT(name string, inside, outside *LAN, m Mapping) *NAT {
 		type filter hook forward priority filter; policy drop;
 		ct state established,related accept
 		iifname "in0" oifname "out0" accept
+	}
+	chain input {
+		type filter hook input priority filter; policy accept;
+		iifname "out0" ct state new drop
 	}
 }
 `, masq))
