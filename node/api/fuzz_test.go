@@ -1,10 +1,14 @@
 package api
 
 import (
+	"bytes"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/ipfs/go-cid"
 )
 
 func FuzzDecodeAddRequest(f *testing.F) {
@@ -135,6 +139,54 @@ func FuzzDecodeCloudRequests(f *testing.F) {
 		}
 		if err == nil && (j.Code == "" || j.Role != "" && j.Role != "device" && j.Role != "server") {
 			t.Fatalf("accepted join %+v", j)
+		}
+	})
+}
+
+func FuzzDecodeConflictResolveRequest(f *testing.F) {
+	for _, s := range []string{
+		`{"folder":"f","path":"a.sync-conflict-20260102-030405-ABC.txt","keep":"keep-copy"}`,
+		`{"folder":"f","path":"a.txt","keep":"keep-copy"}`,
+		`{"folder":"f","path":"a.sync-conflict-20260102-030405-ABC","keep":"both"}`,
+		`{"path":"x"}`, `{}`, ``,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var req ConflictResolveRequest
+		err := decodeConflictResolveRequest(strings.NewReader(string(b)), &req)
+		if err != nil {
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("error %v for %q is not ErrInvalid", err, b)
+			}
+			return
+		}
+		if _, ok := ConflictOriginal(req.Path); !ok || req.Folder == "" || (req.Keep != KeepCopy && req.Keep != KeepOriginal) {
+			t.Fatalf("accepted %q: %+v", b, req)
+		}
+	})
+}
+
+// The session endpoint decodes its body only after the origin check; a
+// fuzzed body with a right origin never signs in without the token.
+func FuzzSessionSignIn(f *testing.F) {
+	for _, s := range []string{`{"token":"x"}`, `{"token":""}`, `{}`, ``, `{"token":"` + testToken + `"}`, `{"token":"` + testToken + `"} x`} {
+		f.Add([]byte(s))
+	}
+	h := NewHandler(newFake(cid.Undef), HandlerConfig{Token: testToken})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		req := httptest.NewRequest("POST", SessionPath, bytes.NewReader(b))
+		req.Host = "127.0.0.1:5480"
+		req.Header.Set("Origin", "http://127.0.0.1:5480")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		var sr SessionRequest
+		valid := decodeJSON(bytes.NewReader(b), &sr) == nil && strings.TrimSpace(sr.Token) == testToken
+		if (rec.Code == 200) != valid {
+			t.Fatalf("sign-in with %q: %d", b, rec.Code)
+		}
+		if rec.Code != 200 && len(rec.Result().Cookies()) != 0 {
+			t.Fatalf("failed sign-in set a cookie")
 		}
 	})
 }
