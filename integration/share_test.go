@@ -314,6 +314,16 @@ func TestShareWithFriend(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(out, "badkey")); err == nil {
 			t.Error("a wrong key wrote output")
 		}
+		// A link whose key was lost on the way (the fragment cut off) is
+		// refused as such, not read as a plain share of ciphertext.
+		nokey := es.Link[:strings.Index(es.Link, "#k=")]
+		_, err = f.Get(ctx, api.GetRequest{Link: nokey, Output: filepath.Join(out, "nokey")}, nil)
+		if !errors.Is(err, api.ErrInvalid) || !strings.Contains(err.Error(), "carries no key") {
+			t.Errorf("missing key: %v", err)
+		}
+		if _, err := os.Stat(filepath.Join(out, "nokey")); err == nil {
+			t.Error("a link without its key wrote output")
+		}
 		// An encrypted folder.
 		efs, err := a.Share(ctx, api.ShareRequest{Path: tree, Encrypt: true}, nil)
 		if err != nil {

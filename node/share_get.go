@@ -62,6 +62,9 @@ func (n *Node) getLink(ctx context.Context, req api.GetRequest, fn api.ProgressF
 	}
 	var key share.Key
 	if l.Encrypted() {
+		if l.Key == "" {
+			return api.GetResult{}, api.Errorf(api.ErrInvalid, "node: %s %s: the share is encrypted but the link carries no key: its end (#k=AGE-SECRET-KEY-1...) was lost; ask the sharer for the whole link", op, c)
+		}
 		if key, err = share.ParseKey(l.Key); err != nil {
 			return api.GetResult{}, api.Errorf(api.ErrInvalid, "node: %s %s: %w", op, c, err)
 		}

@@ -29,6 +29,9 @@ const (
 	MaxNameLen = 255
 	// Scheme is the link's URL scheme.
 	Scheme = "pcnode"
+	// CipherAge is the value of c= for a share encrypted with age, the
+	// only cipher of link version 1.
+	CipherAge = "age"
 )
 
 // ErrLink is wrapped by every error Parse and Format return for a
@@ -56,10 +59,17 @@ type Link struct {
 	// Key is the age X25519 identity ("AGE-SECRET-KEY-1...") of an
 	// encrypted share, "" for a plain one. It travels in the fragment.
 	Key string
+	// Sealed says the share is encrypted (c=age in the query), so that a
+	// link whose fragment, and with it the key, was lost on the way is
+	// recognised as such rather than read as a plain share of
+	// ciphertext. Format writes it whenever Key is set; Parse sets it
+	// when the link says c=age or carries a key.
+	Sealed bool
 }
 
-// Encrypted reports whether the link carries a key.
-func (l Link) Encrypted() bool { return l.Key != "" }
+// Encrypted reports whether the link is of an encrypted share, whether
+// or not it carries the key.
+func (l Link) Encrypted() bool { return l.Key != "" || l.Sealed }
 
 // IPFS returns the plain ipfs://<cid> form, which any IPFS client opens.
 // It names the ciphertext for an encrypted share, so callers print it for
@@ -73,10 +83,11 @@ func (l Link) Expired(now time.Time) bool {
 
 // Format returns the link as
 //
-//	pcnode://share/<cid>?v=1&n=<name>&s=<size>&e=<unix>&p=<multiaddr>...#k=<key>
+//	pcnode://share/<cid>?v=1&n=<name>&s=<size>&e=<unix>&c=age&p=<multiaddr>...#k=<key>
 //
-// with the CID in its canonical string form (base32 for CIDv1), n, s, e and
-// p present only when set, and the key in the fragment. It fails when the
+// with the CID in its canonical string form (base32 for CIDv1), n, s, e, c
+// and p present only when set (c=age for an encrypted share), and the key
+// in the fragment. It fails when the
 // link breaks a bound (MaxLinkLen, MaxProviders, MaxNameLen) or a field is
 // invalid; docs/SHARE.md has the grammar.
 func Format(l Link) (string, error) {
@@ -95,6 +106,9 @@ func Format(l Link) (string, error) {
 	}
 	if !l.Expires.IsZero() {
 		b.WriteString("&e=" + strconv.FormatInt(l.Expires.Unix(), 10))
+	}
+	if l.Encrypted() {
+		b.WriteString("&c=" + CipherAge)
 	}
 	for _, p := range l.Providers {
 		b.WriteString("&p=" + escape(p.String()))
@@ -246,6 +260,12 @@ func Parse(s string) (Link, error) {
 		}
 		l.Expires = time.Unix(n, 0).UTC()
 	}
+	if v, ok := q["c"]; ok {
+		if v[0] != CipherAge {
+			return Link{}, fmt.Errorf("share: parse link: %w: cipher %q is not one this pcnode knows (%s): upgrade pcnode", ErrLink, v[0], CipherAge)
+		}
+		l.Sealed = true
+	}
 	for _, p := range q["p"] {
 		if len(l.Providers) == MaxProviders {
 			return Link{}, fmt.Errorf("share: parse link: %w: more than %d provider hints", ErrLink, MaxProviders)
@@ -262,6 +282,7 @@ func Parse(s string) (Link, error) {
 			return Link{}, fmt.Errorf("share: parse link: %w: fragment must be k=<key>", ErrLink)
 		}
 		l.Key = k
+		l.Sealed = true
 	}
 	if err := l.check(); err != nil {
 		return Link{}, fmt.Errorf("share: parse link: %w", err)

@@ -61,8 +61,11 @@ func TestLinkRoundTrip(t *testing.T) {
 			"&p=/ip6/::1/udp/4001/quic-v1/p2p/" + testPeer + "&p=/dnsaddr/example.org"},
 		{"expiry", Link{Root: root, Size: -1, Expires: time.Unix(1700000000, 0).UTC()},
 			"pcnode://share/" + testCID + "?v=1&e=1700000000"},
-		{"encrypted", Link{Root: root, Name: "secret.tar", Size: 99, Key: testKey},
-			"pcnode://share/" + testCID + "?v=1&n=secret.tar&s=99#k=" + testKey},
+		{"encrypted", Link{Root: root, Name: "secret.tar", Size: 99, Key: testKey, Sealed: true},
+			"pcnode://share/" + testCID + "?v=1&n=secret.tar&s=99&c=age#k=" + testKey},
+		// The fragment lost on the way: still known to be encrypted.
+		{"encrypted without its key", Link{Root: root, Size: 99, Sealed: true},
+			"pcnode://share/" + testCID + "?v=1&s=99&c=age"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -133,6 +136,8 @@ func TestParseErrors(t *testing.T) {
 		{"bad key", base + "#k=AGE-SECRET-KEY-1XYZ", "not an age X25519 identity"},
 		{"too long", base + "?n=" + strings.Repeat("a", MaxLinkLen), "more than"},
 		{"bad query escape", base + "?n=%zz", "query"},
+		{"unknown cipher", base + "?c=aes", `cipher "aes"`},
+		{"repeated cipher", base + "?c=age&c=age", "c= given 2 times"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
