@@ -4,10 +4,17 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 
+	chunker "github.com/ipfs/boxo/chunker"
+	dag "github.com/ipfs/boxo/ipld/merkledag"
+	"github.com/ipfs/boxo/ipld/unixfs/importer/balanced"
+	h "github.com/ipfs/boxo/ipld/unixfs/importer/helpers"
 	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
+	ipld "github.com/ipfs/go-ipld-format"
 )
 
 // TestGetMany: blocks come back in order, a missing one is nil, and with
@@ -62,5 +69,71 @@ func TestGetMany(t *testing.T) {
 				t.Errorf("quarantined %d blocks, want %d", len(q), want)
 			}
 		})
+	}
+}
+
+// TestExportShapes: Export writes the same bytes whether the file's DAG
+// takes the batched leaf path (raw leaves) or the DagReader (dag-pb
+// leaves with data, as ipfs add makes without --raw-leaves).
+func TestExportShapes(t *testing.T) {
+	ctx := context.Background()
+	s := mustOpen(t, Config{Dir: t.TempDir(), NoSync: true})
+	d := NewDAG(s, nil)
+	data := randBytes(7, 300*1024+11)
+	for _, raw := range []bool{true, false} {
+		db, err := (&h.DagBuilderParams{Dagserv: d, Maxlinks: h.DefaultLinksPerBlock, RawLeaves: raw, CidBuilder: v1}).
+			New(chunker.NewSizeSplitter(bytes.NewReader(data), 1024))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := balanced.Layout(db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, fast := (&exporter{d: d}).leafList(ctx, n); fast != raw {
+			t.Errorf("raw leaves %v: batched path %v", raw, fast)
+		}
+		dst := filepath.Join(t.TempDir(), "out")
+		if _, err := Export(ctx, d, n.Cid(), dst, nil); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := os.ReadFile(dst); !bytes.Equal(got, data) {
+			t.Errorf("raw leaves %v: exported file differs", raw)
+		}
+	}
+}
+
+// TestExportRottenLeaf: with HashOnRead, a leaf that rotted on disk is not
+// written out: the batched read quarantines it and, with no exchange to
+// fetch a good copy from, Export fails with not found.
+func TestExportRottenLeaf(t *testing.T) {
+	ctx := context.Background()
+	s := mustOpen(t, Config{Dir: t.TempDir(), HashOnRead: true, NoSync: true})
+	res, err := s.ImportReader(ctx, bytes.NewReader(randBytes(8, 100*1024)), ImportOptions{ChunkSize: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := s.Get(ctx, res.Root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := dag.DecodeProtobuf(root.RawData())
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := n.Links()[5].Cid
+	if err := s.blocks.Put(ctx, blockKey(leaf), []byte("rotten")); err != nil {
+		t.Fatal(err)
+	}
+	s.trust = newTrustSet() // as after a restart
+	dst := filepath.Join(t.TempDir(), "out")
+	if _, err := Export(ctx, NewDAG(s, nil), res.Root, dst, nil); !ipld.IsNotFound(err) {
+		t.Fatalf("Export with a rotten leaf: %v, want not found", err)
+	}
+	if _, err := os.Lstat(dst); err == nil {
+		t.Error("dst exists after a failed export")
+	}
+	if q, _ := s.Quarantined(ctx); len(q) != 1 {
+		t.Errorf("quarantined %v, want the rotten leaf", q)
 	}
 }
