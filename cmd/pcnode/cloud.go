@@ -80,7 +80,7 @@ type deviceList struct {
 func (a *app) devicesCmd() *cobra.Command {
 	ls := &cobra.Command{
 		Use:   "ls",
-		Short: "List the cloud's devices: name, peer, role, online, how found, path, latency",
+		Short: "List the cloud's devices: name, peer, role, online, how found, path (direct, or relayed via which device), latency, why not direct",
 		Long: `List every device of the cloud, this one first, revoked ones included.
 
 ONLINE is "self" for this device, "yes" while a connection is open,
@@ -155,8 +155,14 @@ with an old invite: invite it again under a new key (pcnode init on it).`,
 }
 
 func printDevices(w io.Writer, ds []api.Device) {
+	// A relay is named by its device name when it is one of the cloud's
+	// (a home server), else by its peer ID.
+	names := map[string]string{}
+	for _, d := range ds {
+		names[d.ID] = d.Name
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tPEER\tROLE\tONLINE\tFOUND\tPATH\tLATENCY")
+	fmt.Fprintln(tw, "NAME\tPEER\tROLE\tONLINE\tFOUND\tPATH\tLATENCY\tWHY NOT DIRECT")
 	for _, d := range ds {
 		role := d.Role
 		if d.Admin {
@@ -174,13 +180,21 @@ func printDevices(w io.Writer, ds []api.Device) {
 		found := dash(strings.Join(d.Sources, ","))
 		path := dash(d.Path)
 		if d.Relay != "" {
-			path += " via " + d.Relay
+			relay := d.Relay
+			if n, ok := names[relay]; ok && n != "" {
+				relay = n
+			}
+			path += " via " + relay
 		}
 		latency := "-"
 		if d.LatencyMS > 0 {
 			latency = fmt.Sprintf("%.1fms", d.LatencyMS)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.Name, d.ID, role, online, found, path, latency)
+		why := "-"
+		if !d.Self && !d.Revoked && d.Path != "direct" && d.WhyNotDirect != "" {
+			why = d.WhyNotDirect
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.Name, d.ID, role, online, found, path, latency, why)
 	}
 	tw.Flush()
 }
