@@ -212,6 +212,7 @@ func (n *Node) Share(ctx context.Context, req api.ShareRequest, fn api.ProgressF
 	if !s.Unlisted {
 		n.provideShare(h, s.Root)
 	}
+	n.sharesChanged() // the cloud's home servers mirror it (server.go)
 	if s.DNSName != "" {
 		if err := n.publishShareNames(ctx); err != nil {
 			return api.ShareInfo{}, fmt.Errorf("node: %s: share %s was created, but its name was not published: %w", op, s.ID, err)
@@ -357,6 +358,7 @@ func (n *Node) ShareRevoke(ctx context.Context, id string) (api.ShareInfo, error
 	if err != nil {
 		return api.ShareInfo{}, fmt.Errorf("node: share revoke %s: %w", id, err)
 	}
+	n.sharesChanged() // the home servers stop serving their mirror
 	if s.DNSName != "" {
 		if err := n.publishShareNames(ctx); err != nil {
 			n.log.Warn("share: withdrawing the DNS name failed", "id", id, "name", s.DNSName, "err", err)
@@ -434,9 +436,13 @@ func (n *Node) shareHints() []multiaddr.Multiaddr {
 		}
 		out = append(out, relayed...)
 	}
-	if len(out) > max {
-		out = out[:max]
+	// The cloud's home servers keep the share available while this
+	// device sleeps (server.go): they get a place whatever this host has.
+	servers := n.serverHints(min(2, max))
+	if len(out) > max-len(servers) {
+		out = out[:max-len(servers)]
 	}
+	out = append(out, servers...)
 	if dnsaddr != nil {
 		out = append(out, dnsaddr)
 	}
