@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/ipfs/go-cid"
+	"github.com/multiformats/go-multiaddr"
 	mh "github.com/multiformats/go-multihash"
 )
 
@@ -75,6 +76,27 @@ func TestVerifyBlocks(t *testing.T) {
 			case i != bad && err != nil:
 				t.Errorf("%d blocks: good block %d: %v", count, i, err)
 			}
+		}
+	}
+}
+
+func TestIsDirectTCP(t *testing.T) {
+	for _, tc := range []struct {
+		addr string
+		want bool
+	}{
+		{"/ip4/127.0.0.1/tcp/4001", true},
+		{"/ip6/::1/tcp/4001/p2p/12D3KooWGRYZDHBembyGJQqQ6WgLqJWsAJuFHyVRaeA3QGpFkzWV", true},
+		{"/ip4/127.0.0.1/udp/4001/quic-v1", false},
+		{"/ip4/127.0.0.1/tcp/4001/ws", false},
+		{"/ip4/127.0.0.1/tcp/4001/p2p/12D3KooWGRYZDHBembyGJQqQ6WgLqJWsAJuFHyVRaeA3QGpFkzWV/p2p-circuit", false},
+	} {
+		a, err := multiaddr.NewMultiaddr(tc.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := isDirectTCP(a); got != tc.want {
+			t.Errorf("isDirectTCP(%s) = %v, want %v", tc.addr, got, tc.want)
 		}
 	}
 }
