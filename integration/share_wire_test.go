@@ -12,6 +12,7 @@ import (
 	bsnet "github.com/ipfs/boxo/bitswap/network/bsnet"
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/multiformats/go-multiaddr"
 
@@ -155,14 +156,25 @@ func TestShareRefusalRevealsNothing(t *testing.T) {
 	if !w.waitFor(t, 10*time.Second, func() bool { return w.dontHaves[mc] == 2 }) {
 		t.Fatal("no DONT_HAVE for the marker")
 	}
-	// Revoked: from the next want on, the shared block is refused like
-	// the others, with nothing in between.
+	// Revoked: the sharer closes the connection of a stranger it served
+	// the share to, which drops whatever was queued for it, and from then
+	// on the shared block is refused like the others.
 	if _, err := a.ShareRevoke(ctx, shared.ID); err != nil {
 		t.Fatal(err)
 	}
 	w.mu.Lock()
 	sentBefore := w.blocks[sc]
 	w.mu.Unlock()
+	deadline := time.Now().Add(2 * time.Second)
+	for h.Network().Connectedness(ai[0].ID) == network.Connected {
+		if time.Now().After(deadline) {
+			t.Fatal("the sharer did not close the stranger's connection within 2 s of the revoke")
+		}
+		time.Sleep(10 * time.Millisecond) // polling a condition under a deadline
+	}
+	if err := h.Connect(ctx, ai[0]); err != nil {
+		t.Fatal(err)
+	}
 	m = bsmsg.New(false)
 	m.AddEntry(sc, 1, pb.Message_Wantlist_Block, true)
 	if err := net.SendMessage(ctx, ai[0].ID, m); err != nil {
