@@ -112,6 +112,8 @@ echo "folder $id"
 replica="$work/server/replicas/$id"
 wait_for "the folder on the server" cmp -s "$work/Documents/trip/photo.raw" "$replica/trip/photo.raw"
 echo "server has $replica/trip/photo.raw" | sed "s#$work/##g"
+in_sync() { pc server folder ls | grep -q "in sync"; }
+wait_for "the server's replica to be in sync" in_sync
 run "$PCNODE" --home "$work/server" folder ls
 echo "a new note" >"$work/Documents/note.txt"
 wait_for "the new note on the server" cmp -s "$work/Documents/note.txt" "$replica/note.txt"
