@@ -111,6 +111,51 @@ type discovery struct {
 	saveReq  chan struct{}
 	stopped  bool // Close has begun: start no more dials
 	pingReq  chan peer.ID
+	// strangers are peers found that were not members, kept a while: a
+	// device whose roster has not yet caught up (it joined minutes ago,
+	// the gossip is on its way) would otherwise drop a sibling that mDNS
+	// reported once, and mDNS may not report it again for long.
+	strangers map[peer.ID]stranger
+}
+
+// stranger is a non-member a source reported.
+type stranger struct {
+	src string
+	ai  peer.AddrInfo
+	at  time.Time
+}
+
+// Bounds of discovery.strangers.
+const (
+	maxStrangers = 64
+	strangerTTL  = 10 * time.Minute
+)
+
+// remember keeps a non-member's report for strangerTTL. d.mu is held.
+func (d *discovery) remember(src string, ai peer.AddrInfo, now time.Time) {
+	if d.strangers == nil {
+		d.strangers = map[peer.ID]stranger{}
+	}
+	if _, ok := d.strangers[ai.ID]; !ok && len(d.strangers) >= maxStrangers {
+		return // a LAN full of strangers: keep the first ones
+	}
+	d.strangers[ai.ID] = stranger{src: src, ai: ai, at: now}
+}
+
+// newMembers returns the kept reports of peers that have become members,
+// and forgets those and the expired ones. d.mu is held.
+func (d *discovery) newMembers(isMember func(peer.ID) bool, now time.Time) []stranger {
+	var out []stranger
+	for id, s := range d.strangers {
+		switch {
+		case now.Sub(s.at) > strangerTTL:
+			delete(d.strangers, id)
+		case isMember(id):
+			delete(d.strangers, id)
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 func newDiscovery() *discovery {
@@ -154,6 +199,7 @@ func (h *Host) found(src string, ai peer.AddrInfo) {
 	if !h.isMember(ai.ID) {
 		h.disc.mu.Lock()
 		h.disc.rejected++
+		h.disc.remember(src, ai, time.Now())
 		h.disc.mu.Unlock()
 		h.s.log.Debug("p2p found a peer that is not a member", "peer", ai.ID, "source", src)
 		return
@@ -268,7 +314,8 @@ func (h *Host) viaServers(p peer.ID) []multiaddr.Multiaddr {
 	return out
 }
 
-// reconnect redials siblings that are not connected: every sibling the
+// reconnect hands the pipeline the peers that sources reported before they
+// became members, and redials siblings that are not connected: every sibling the
 // pipeline knows (found by a source, or connected once), with a backoff
 // per sibling from reconnectMin doubling to reconnectMax, reset when it
 // connects. Without it a sibling lost to a cut link came back only when a
@@ -287,6 +334,7 @@ func (h *Host) reconnect(ctx context.Context) {
 		case <-t.C:
 		}
 		h.disc.mu.Lock()
+		joined := h.disc.newMembers(h.isMember, time.Now())
 		var ps []peer.ID
 		for p, r := range h.disc.siblings {
 			if lh.Network().Connectedness(p) == network.Connected {
@@ -296,6 +344,9 @@ func (h *Host) reconnect(ctx context.Context) {
 			ps = append(ps, p)
 		}
 		h.disc.mu.Unlock()
+		for _, s := range joined {
+			h.found(s.src, s.ai)
+		}
 		for _, p := range ps {
 			if h.isMember(p) {
 				h.dialSibling(ctx, lh, p, "reconnect", true)

@@ -1,6 +1,7 @@
 package p2p
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -119,5 +120,30 @@ func TestAdvertisedCircuits(t *testing.T) {
 	h.path.setRelayAddrs(relay, nil)
 	if got := h.advertised(in); len(got) != 1 {
 		t.Errorf("after the reservation is gone: %v", got)
+	}
+}
+
+// TestLateMemberFromEarlierReport: a source reports a peer before the
+// roster names it (mDNS is fast, roster gossip slower); once it becomes a
+// member, the host dials it without waiting for the source to report it
+// again.
+func TestLateMemberFromEarlierReport(t *testing.T) {
+	ac, bc := localConfig(t), localConfig(t)
+	ac.DHT, bc.DHT = DHTOff, DHTOff
+	ida, idb := peerOf(t, ac), peerOf(t, bc)
+	am := newMemberSet(ida)
+	ac.Members = am
+	bc.Members = newMemberSet(ida, idb)
+	a, b := startHost(t, ac), startHost(t, bc)
+	a.found(SourceMDNS, peer.AddrInfo{ID: idb, Addrs: b.Libp2p().Addrs()})
+	if connectedTo(a, idb) {
+		t.Fatal("dialled a peer that is not a member")
+	}
+	am.add(idb)
+	waitFor(t, "a dials b once b is a member", func() bool { return connectedTo(a, idb) })
+	for _, s := range a.Siblings() {
+		if s.ID == idb && !slices.Contains(s.Sources, SourceMDNS) {
+			t.Errorf("b found by %v, want mdns", s.Sources)
+		}
 	}
 }

@@ -171,7 +171,8 @@ func (tb *Testbed) attach(h *Host, lan *LAN, iface string, a netip.Addr) *Link {
 //
 // Unsolicited inbound traffic is dropped: only replies to flows that an
 // inside host opened are forwarded in, and nothing new reaches the router
-// itself from outside (as a home router's firewall does). The input rule
+// itself from outside over TCP or UDP (as a home router's firewall does;
+// it still answers ping). The input rule
 // matters for hole punching: a peer's punch packet that arrives before the
 // inside host's own would otherwise be delivered to the router, and the
 // conntrack entry that delivery confirms takes the public port, so the
@@ -216,7 +217,7 @@ func (tb *Testbed) NAT(name string, inside, outside *LAN, m Mapping) *NAT {
 	}
 	chain input {
 		type filter hook input priority filter; policy accept;
-		iifname "out0" ct state new drop
+		iifname "out0" ct state new meta l4proto { tcp, udp } drop
 	}
 }
 `, masq))
