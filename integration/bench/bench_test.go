@@ -515,7 +515,13 @@ folder)
 	# Folders "replicate" at once among the homes of one run directory.
 	list="$(dirname "$home")/fake-folders"
 	case "$2" in
-	add) echo "{\"id\":\"f$(date +%s%N)\",\"state\":\"idle\",\"files\":$(find "$3" -type f | wc -l)}" >> "$list" ;;
+	add)
+		p=$3; [ "$p" != --json ] || p=$4
+		id=f$(date +%s%N)
+		echo "{\"id\":\"$id\",\"state\":\"idle\",\"files\":$(find "$p" -type f | wc -l),\"bytes\":$(find "$p" -type f -printf '%s\n' | awk '{s+=$1} END {print s+0}')}" >> "$list"
+		echo "$id $p" >> "$list.paths"
+		echo "{\"id\":\"$id\"}" ;;
+	join) cp -R "$(grep "^$3 " "$list.paths" | cut -d' ' -f2)" "$4" ;;
 	ls) printf '{"folders":[%s]}\n' "$(paste -sd, "$list" 2>/dev/null)" ;;
 	esac ;;
 *) echo "unknown $1" >&2; exit 2 ;;
