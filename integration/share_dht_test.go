@@ -53,7 +53,8 @@ func startDHTNode(t *testing.T, name string, boot []string, stall time.Duration,
 
 // TestShareByDHT: a link whose hints do not answer still works, for the
 // friend finds the sharer in the DHT (a private one on loopback: a third
-// node both bootstrap from); an --unlisted share is not announced there.
+// node both bootstrap from); an --unlisted share, and private data, are
+// not announced there.
 func TestShareByDHT(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three nodes; skipped with -short")
@@ -77,6 +78,10 @@ func TestShareByDHT(t *testing.T) {
 		t.Fatal(err)
 	}
 	hidden, err := a.Share(ctx, api.ShareRequest{Path: writeRandom(t, dir, 1<<20, 92), Unlisted: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	private, err := a.Add(ctx, api.AddRequest{Path: writeRandom(t, dir, 1<<20, 93)}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,8 +123,11 @@ func TestShareByDHT(t *testing.T) {
 	if len(provs) == 0 || provs[0].ID.String() != ast.ID {
 		t.Errorf("providers of the listed share: %v, want the sharer", provs)
 	}
-	if p := findProviders(t, ctx, b, mustCID(t, hidden.CID), 3*time.Second); len(p) != 0 {
+	if p := findProviders(t, ctx, b, mustCID(t, hidden.CID), 2*time.Second); len(p) != 0 {
 		t.Errorf("the unlisted share is announced: %v", p)
+	}
+	if p := findProviders(t, ctx, b, mustCID(t, private.CID), 2*time.Second); len(p) != 0 {
+		t.Errorf("private data is announced: %v", p)
 	}
 }
 
