@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -594,7 +595,10 @@ func (t punchTracer) Trace(evt *holepunch.Event) {
 	if success {
 		r.punchErr = ""
 	} else {
-		r.punchErr = errText
+		// libp2p's dial errors list every address on lines of their
+		// own; the first line says what failed.
+		first, _, _ := strings.Cut(errText, "\n")
+		r.punchErr = strings.TrimSuffix(first, ":")
 	}
 }
 

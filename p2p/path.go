@@ -363,7 +363,10 @@ func (ps *pathState) circuits() []multiaddr.Multiaddr {
 func (h *Host) advertised(as []multiaddr.Multiaddr) []multiaddr.Multiaddr {
 	out := as[:0:0]
 	for _, a := range as {
-		if h.s.profile != ProfileLAN || lanDialable(a) {
+		// In ProfileLAN only the documentation ranges: a loopback
+		// address is every host's own, so a peer dialling it would
+		// dial itself.
+		if h.s.profile != ProfileLAN || (lanDialable(a) && !manet.IsIPLoopback(a)) {
 			out = append(out, a)
 		}
 	}

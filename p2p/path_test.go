@@ -103,7 +103,7 @@ func TestAdvertisedCircuits(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := &Host{s: settings{profile: ProfileLAN}, path: newPathState()}
-	in := []multiaddr.Multiaddr{multiaddr.StringCast("/ip4/192.0.2.2/tcp/4001"), multiaddr.StringCast("/ip4/10.1.1.1/tcp/4001")}
+	in := []multiaddr.Multiaddr{multiaddr.StringCast("/ip4/192.0.2.2/tcp/4001"), multiaddr.StringCast("/ip4/10.1.1.1/tcp/4001"), multiaddr.StringCast("/ip4/127.0.0.1/tcp/4001")}
 	h.path.setRelayAddrs(relay, []multiaddr.Multiaddr{multiaddr.StringCast("/ip4/203.0.113.3/tcp/4001"), multiaddr.StringCast("/ip4/203.0.113.3/udp/4001/quic-v1/p2p/" + relay.String())})
 	var got []string
 	for _, a := range h.advertised(in) {

@@ -46,7 +46,9 @@ const agentLifetime = 100 * time.Second
 func TestMain(m *testing.M) {
 	role := os.Getenv(roleEnv)
 	if role == "" {
-		os.Exit(m.Run())
+		code := m.Run()
+		removeBinary()
+		os.Exit(code)
 	}
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	ctx, cancel2 := context.WithTimeout(ctx, agentLifetime)

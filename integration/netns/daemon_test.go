@@ -27,9 +27,18 @@ import (
 
 var (
 	binOnce sync.Once
+	binDir  string
 	binPath string
 	binErr  error
 )
+
+// removeBinary deletes the built daemon (TestMain calls it after the
+// tests).
+func removeBinary() {
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+}
 
 // pcnodeBinary builds cmd/pcnode once per test process (without -race:
 // the daemons' speed is what the figures measure, and the race detector
@@ -42,7 +51,7 @@ func pcnodeBinary(t *testing.T) string {
 			binErr = err
 			return
 		}
-		binPath = filepath.Join(dir, "pcnode")
+		binDir, binPath = dir, filepath.Join(dir, "pcnode")
 		goTool, err := exec.LookPath("go")
 		if err != nil {
 			binErr = err

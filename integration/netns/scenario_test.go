@@ -319,16 +319,30 @@ func TestHomeCloud(t *testing.T) {
 	fig.MBps["direct_sync"] = float64(size) / took.Seconds() / 1e6
 	t.Logf("%d MiB laptop → phone (direct) in %v: %.1f MB/s, write to identical copy", size>>20, took.Round(time.Millisecond), fig.MBps["direct_sync"])
 
-	// The home's Internet goes: the LAN keeps syncing.
+	// The home's Internet goes: the LAN keeps syncing. The cut lasts
+	// cutFor; with -netns.long long enough for the phone's connections to
+	// the laptop to time out, so that the heal needs a reconnection.
+	cutFor := 10 * time.Second
+	if *long {
+		cutFor = 70 * time.Second
+	}
 	c.tb.Cut(c.natA.Uplink)
 	cut := time.Now()
 	note := []byte("written while the uplink was down")
 	writeFile(t, roots[c.laptop], "during-cut.txt", note)
 	waitSame(t, time.Minute, roots[c.laptop], roots[c.desktop])
 	fig.took("cut_lan_converge", time.Since(cut))
+	for i := 0; time.Since(cut) < cutFor; i++ {
+		// The LAN keeps syncing for the whole cut.
+		writeFile(t, roots[c.desktop], fmt.Sprintf("cut/from-desktop-%d.txt", i), []byte(fmt.Sprint("desktop during the cut ", i)))
+		waitSame(t, time.Minute, roots[c.desktop], roots[c.laptop])
+		time.Sleep(time.Second) // pacing the writes, not waiting for a condition
+	}
 	if hasFile(roots[c.phone], "during-cut.txt", note) {
 		t.Fatal("the phone got a file through a cut uplink")
 	}
+	pd, _ := c.phone.waitDevice("laptop", time.Minute, c.t0, "listed", func(api.Device) bool { return true })
+	fig.Notes = append(fig.Notes, fmt.Sprintf("after a %v cut the phone sees the laptop connected=%v %s", cutFor, pd.Connected, pd.Path))
 	c.tb.Heal(c.natA.Uplink)
 	healed := time.Now()
 	waitSame(t, 2*time.Minute, roots[c.laptop], roots[c.phone])
@@ -386,6 +400,17 @@ func TestSymmetricNATs(t *testing.T) {
 	if d, _ := c.phone.waitDevice("laptop", time.Second, c.t0, "still relayed", connectedVia("")); d.Path != p2p.PathRelayed {
 		t.Errorf("phone → laptop %s after the sync, want relayed", d.Path)
 	}
+	// The laptop accepted the relayed connection, so it ran the hole
+	// punch: it says why that failed.
+	ld, took := c.laptop.waitDevice("phone", time.Minute, c.t0, "hole punch failed", func(d api.Device) bool {
+		return d.Connected && strings.Contains(d.WhyNotDirect, "hole punch failed")
+	})
+	if ld.Path != p2p.PathRelayed {
+		t.Errorf("laptop → phone %s, want relayed", ld.Path)
+	}
+	fig.took("punch_failed_known", took)
+	fig.Notes = append(fig.Notes, "laptop→phone why not direct: "+ld.WhyNotDirect)
+	t.Logf("laptop → phone: %s", ld.WhyNotDirect)
 }
 
 // TestLossyLink is issue 8's fourth scenario: the phone's link loses 10 %
