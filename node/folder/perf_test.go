@@ -55,3 +55,61 @@ func TestTenThousandFiles(t *testing.T) {
 	waitConverged(t, 30*time.Second, nil, a, b)
 	t.Logf("%d x 4 KiB: scanned on A in %v, identical on B after %v", n, scanned.Round(time.Millisecond), synced.Round(time.Millisecond))
 }
+
+// A new device's initial index sync of a large folder (issue 4: 100,000
+// entries under 30 s). A's log is filled directly (scanning that many
+// files is measured elsewhere); b ignores every path, so what is timed is
+// the index exchange alone: from the connection to b holding all of a's
+// log. 20,000 entries here; PCNODE_LONG=1 runs 100,000.
+func TestInitialIndexSync(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow")
+	}
+	n := 20000
+	if longTests() {
+		n = 100000
+	}
+	devs, _ := newDevs(t, 2, "bigindex", func(i int, c *Config) { c.NoWatch = true })
+	a, b := devs[0], devs[1]
+	write(t, b, ".pcignore", "*\n", time.Time{})
+	a.start(t)
+	waitFor(t, 10*time.Second, "a's first scan", func() bool { return a.f.Status().State == "idle" })
+	c, _ := rawCID([]byte("x"))
+	var recs []*record
+	flush := func() {
+		a.f.mu.Lock()
+		defer a.f.mu.Unlock()
+		if err := a.f.x.commitOwn(recs, true); err != nil {
+			t.Fatal(err)
+		}
+		a.f.announce()
+		recs = nil
+	}
+	for i := range n {
+		e := Entry{Path: fmt.Sprintf("dir%03d/sub%02d/file-%06d.txt", i%1000, i%37, i), Mode: 0o644, Size: 1,
+			MTime: t0.UnixNano() + int64(i), CID: c, Writer: a.f.self}
+		e.Version = e.Version.Update(a.f.self)
+		recs = append(recs, &record{Entry: e})
+		if len(recs) == scanCommit {
+			flush()
+		}
+	}
+	flush()
+	want := a.f.Status().Seq
+	b.start(t)
+	start := time.Now()
+	connect(t, b, a)
+	waitEvery(t, 50*time.Millisecond, 2*time.Minute, "b holds a's whole log", func() bool {
+		for _, p := range b.f.Status().Peers {
+			if p.Peer == a.h.ID() && p.Seq == want {
+				return true
+			}
+		}
+		return false
+	})
+	took := time.Since(start)
+	t.Logf("initial index sync of %d entries: %v", n, took.Round(time.Millisecond))
+	if took > 30*time.Second {
+		t.Errorf("initial index sync of %d entries took %v (target 30 s)", n, took)
+	}
+}
