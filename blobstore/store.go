@@ -118,6 +118,9 @@ type Store struct {
 	// trust is the blocks written and verified lately, which HashOnRead
 	// does not hash again (trust.go).
 	trust *trustSet
+	// lastFull is when a write last failed with ENOSPC (unix ns), for
+	// DiskFull (diskfull.go).
+	lastFull atomic.Int64
 }
 
 var _ blockstore.Blockstore = (*Store)(nil)
@@ -217,10 +220,11 @@ func (s *Store) PutMany(ctx context.Context, bs []blocks.Block) error {
 // putMany writes blocks in one batch; with durable it syncs afterwards.
 // Blocks are always (re)written, never skipped as already present: a block
 // a concurrent GC is about to delete must be written again after it.
-func (s *Store) putMany(ctx context.Context, bs []blocks.Block, durable bool) error {
+func (s *Store) putMany(ctx context.Context, bs []blocks.Block, durable bool) (err error) {
 	if len(bs) == 0 {
 		return nil
 	}
+	defer func() { s.noteWrite(err) }()
 	for {
 		// A GC that starts while this write is in flight may not have
 		// seen it in fresh and may sweep it; then write again, now
