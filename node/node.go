@@ -554,9 +554,10 @@ func (n *Node) Add(ctx context.Context, req api.AddRequest, fn api.ProgressFunc)
 	}
 	n.gcMu.RLock()
 	defer n.gcMu.RUnlock()
+	started := time.Now()
 	res, err := st.Import(ctx, req.Path, blobstore.ImportOptions{Progress: progress(fn)})
 	if err != nil {
-		return api.AddResult{}, fmt.Errorf("node: add %s: %w", req.Path, err)
+		return api.AddResult{}, fmt.Errorf("node: add %s: %w", req.Path, st.DiskFull(err, started))
 	}
 	if !req.NoPin {
 		if err := st.Pin(ctx, res.Root, true); err != nil {
@@ -601,6 +602,7 @@ func (n *Node) Get(ctx context.Context, req api.GetRequest, fn api.ProgressFunc)
 	if !filepath.IsAbs(req.Output) {
 		return api.GetResult{}, api.Errorf(api.ErrInvalid, "node: get %s: output %q must be an absolute path", c, req.Output)
 	}
+	started := time.Now()
 	n.gcMu.RLock()
 	err = n.putEmptyBlocks(ctx, st)
 	complete := false
@@ -623,7 +625,9 @@ func (n *Node) Get(ctx context.Context, req api.GetRequest, fn api.ProgressFunc)
 	}
 	n.gcMu.RUnlock()
 	if err != nil {
-		return api.GetResult{}, n.contentErr("get", c, err)
+		// A block that could not be stored for want of space is
+		// reported by bitswap as not found: say what to do instead.
+		return api.GetResult{}, n.contentErr("get", c, st.DiskFull(err, started))
 	}
 	size, err := blobstore.Export(ctx, dag, c, req.Output, progress(fn))
 	if err != nil {
