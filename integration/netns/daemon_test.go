@@ -166,11 +166,21 @@ func (d *daemon) start() {
 	})
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		_, err := d.run(ctx, "status")
-		cancel()
-		if err == nil {
-			return
+		// Ask only once the daemon has written its API address: a
+		// command run before would open the home itself, and the
+		// daemon, finding it in use, would exit.
+		err := fmt.Errorf("no %s file yet", api.APIFile)
+		if _, serr := os.Stat(filepath.Join(d.home, api.APIFile)); serr == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			var out string
+			out, err = d.run(ctx, "--json", "status")
+			cancel()
+			var st struct {
+				Online bool `json:"online"`
+			}
+			if err == nil && json.Unmarshal([]byte(out), &st) == nil && st.Online {
+				return
+			}
 		}
 		select {
 		case <-d.proc.Done():

@@ -19,6 +19,21 @@ func ping(ctx context.Context, from *netns.Host, to netip.Addr) bool {
 	return err == nil
 }
 
+// reachable pings until an answer comes, for at most 10 s: a link just
+// made (or just cleared) may drop the first packets while neighbours are
+// resolved (seen: a single ping right after two hosts joined a LAN lost).
+func reachable(ctx context.Context, from *netns.Host, to netip.Addr) bool {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if ping(ctx, from, to) {
+			return true
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return false
+		}
+	}
+}
+
 func TestLANAndNAT(t *testing.T) {
 	tb := netns.New(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -170,7 +185,7 @@ func TestImpair(t *testing.T) {
 	defer cancel()
 	lan := tb.LAN("lan", "198.51.100.0/24")
 	a, b := tb.Host("a", lan), tb.Host("b", lan)
-	if !ping(ctx, a, b.Addr) {
+	if !reachable(ctx, a, b.Addr) {
 		t.Fatal("no ping before impairment")
 	}
 	if err := tb.Impair(b.Links[0], netns.Impairment{Loss: 1}); err != nil {
@@ -182,7 +197,7 @@ func TestImpair(t *testing.T) {
 	if err := tb.Impair(b.Links[0], netns.Impairment{}); err != nil {
 		t.Fatal(err)
 	}
-	if !ping(ctx, a, b.Addr) {
+	if !reachable(ctx, a, b.Addr) {
 		t.Error("no ping after clearing the impairment")
 	}
 
