@@ -14,9 +14,9 @@ import (
 // bootstrap, no DHT, no address given) and connect directly.
 //
 // The nodes are p2p.Hosts in the default profile (the one whose mDNS users
-// get) listening on their LAN address only; the daemon cannot be used yet
-// because its settings cannot turn the public bootstrap peers, the DHT and
-// port mapping off while keeping mDNS on (see docs/TESTBED.md).
+// get) listening on their LAN address only: a check of p2p's mDNS below
+// the daemon. The daemon scenarios (scenario_test.go, profile lan) check
+// mDNS among daemons too.
 func TestMDNSOnLAN(t *testing.T) {
 	tb := netns.New(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
