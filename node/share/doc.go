@@ -15,11 +15,16 @@
 //     (docs/SHARE.md specifies it);
 //   - encryption of a share with age (filippo.io/age): Seal turns a file or
 //     a directory into one age-encrypted stream to import as a UnixFS file,
-//     Unseal decrypts such a stream and writes the item atomically.
+//     Unseal decrypts such a stream and writes the item atomically;
+//   - the messages of StatusProtocol, on which a sharer tells a friend's
+//     pcnode that a share it is fetching stopped (WriteStatusRequest,
+//     ReadStatusRequest, WriteStatus, ReadStatus). The registry gives what
+//     the node needs to cut transfers: Changed, Serve and TakeFetchers
+//     (who was served a share's blocks), RootState.
 //
 // It leaves to others: importing and fetching blocks (blobstore, p2p),
 // deciding who is a member (node/cloud), serving blocks (the p2p host asks
-// Active through a bitswap filter; node's gateway asks it per request),
+// Serve through a bitswap filter; node's gateway asks Active per block),
 // and publishing DNSLink names (node with dnslink).
 //
 // # Use
