@@ -129,18 +129,19 @@ func TestReliabilityCrashAdd(t *testing.T) {
 	}
 	src := writeRandom(t, t.TempDir(), size, 3)
 	ref := newProc(t, "reference")
-	start := time.Now()
 	var want api.AddResult
 	ref.mustJSON(&want, "add", src)
-	refTime := time.Since(start)
 
 	n := newProc(t, "crash-add")
 	n.start()
+	// The kill points are spread over the time the daemon takes to add a
+	// file of the same size.
+	start := time.Now()
+	n.must("add", "-q", writeRandom(t, t.TempDir(), size, 4))
+	refTime := time.Since(start)
 	mid := 0
 	for i := range crashRounds() {
-		// Any point from the start of the add to a little past the time
-		// an offline add takes (the daemon's is similar).
-		delay := time.Duration(r.Int64N(int64(refTime)*3/2 + 1))
+		delay := time.Duration(r.Int64N(int64(refTime)*2/3 + 1))
 		_, done := n.bg("add", "-q", src)
 		select {
 		case err := <-done:
@@ -170,7 +171,7 @@ func TestReliabilityCrashAdd(t *testing.T) {
 	n.must("get", again.CID, "-o", out)
 	sameFile(t, src, out)
 	n.verifyClean("at the end")
-	t.Logf("%d kills, %d inside an add; offline add of %d MiB takes %v", crashRounds(), mid, size>>20, refTime.Round(time.Millisecond))
+	t.Logf("%d kills, %d inside an add; an add of %d MiB takes %v", crashRounds(), mid, size>>20, refTime.Round(time.Millisecond))
 }
 
 // crashGet is the shared body of the receiver and sender tests: a adds one
