@@ -128,9 +128,9 @@ func (n *Node) cutStoppedShares(ctx context.Context) {
 	}
 }
 
-// cutPeer closes the connections to p, a stranger that fetched s, unless
-// it still fetches another active share (its wants for those would be
-// lost too; it is cut when that one stops).
+// cutPeer closes the connections to p, a stranger that fetched s. Its
+// wants for another active share of this node are dropped with them; a
+// pcnode friend reconnects through its link's hints and asks again.
 func (n *Node) cutPeer(p peer.ID, s share.Share) {
 	n.shares.mu.RLock()
 	h := n.shares.host
