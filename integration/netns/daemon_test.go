@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -11,6 +12,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -46,7 +48,8 @@ func removeBinary() {
 func pcnodeBinary(t *testing.T) string {
 	t.Helper()
 	binOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "pcnode-netns-bin-")
+		sweepBinaries()
+		dir, err := os.MkdirTemp("", fmt.Sprintf("pcnode-netns-bin-%d-", os.Getpid()))
 		if err != nil {
 			binErr = err
 			return
@@ -68,6 +71,21 @@ func pcnodeBinary(t *testing.T) string {
 		t.Fatal(binErr)
 	}
 	return binPath
+}
+
+// sweepBinaries deletes the build directories of test processes that died
+// before removing theirs (killed, or timed out).
+func sweepBinaries() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "pcnode-netns-bin-*-*"))
+	for _, d := range dirs {
+		var pid int
+		if _, err := fmt.Sscanf(filepath.Base(d), "pcnode-netns-bin-%d-", &pid); err != nil || pid == os.Getpid() {
+			continue
+		}
+		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+			os.RemoveAll(d)
+		}
+	}
 }
 
 // daemonEnv is the environment of pcnode processes: ours without PCNODE_*
