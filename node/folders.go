@@ -92,7 +92,12 @@ func (n *Node) startFolder(ctx context.Context, c folderConf) error {
 		Host: n.host.Libp2p(), Members: n.members.IsMember,
 		Dir:         filepath.Join(n.home, FoldersDir, c.ID),
 		ReceiveOnly: c.ReceiveOnly,
-		Logger:      n.log.With("component", "folder"),
+		// A receive-only folder announces no local change, so its
+		// safety-net rescan only guards local edits against overwrite,
+		// which the watcher and the check before each rename already
+		// do: a home server with many replicas rescans rarely.
+		RescanInterval: replicaRescan(c.ReceiveOnly),
+		Logger:         n.log.With("component", "folder"),
 	})
 	if err != nil {
 		return err

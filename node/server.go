@@ -746,3 +746,16 @@ func putEmpty(ctx context.Context, st *blobstore.Store) error {
 	}
 	return nil
 }
+
+// receiveOnlyRescan is the safety-net rescan period of a receive-only
+// folder (a home server's replicas): folder.DefaultRescanInterval is for
+// folders whose local changes must reach the others within a minute.
+const receiveOnlyRescan = 10 * time.Minute
+
+// replicaRescan is folder.Config.RescanInterval for a folder.
+func replicaRescan(receiveOnly bool) time.Duration {
+	if receiveOnly {
+		return receiveOnlyRescan
+	}
+	return 0 // folder.DefaultRescanInterval
+}
