@@ -234,6 +234,10 @@ func (h *Host) found(src string, ai peer.AddrInfo) {
 // unless it is connected, being dialled, or was dialled less than
 // candidateRedial ago (or, for a reconnect, less than its backoff ago).
 func (h *Host) dialSibling(ctx context.Context, lh host.Host, p peer.ID, why string, reconnect bool) {
+	// Before taking disc.mu: Config.StaticRelays may take locks of its
+	// own (node's reads the host's peer store through Host.Libp2p, whose
+	// mutex Close holds while it waits for disc.mu).
+	via := h.viaServers(p)
 	h.disc.mu.Lock()
 	r, ok := h.disc.siblings[p]
 	if !ok {
@@ -242,7 +246,6 @@ func (h *Host) dialSibling(ctx context.Context, lh host.Host, p peer.ID, why str
 	}
 	addrs := slices.Clone(r.addrs)
 	connected := lh.Network().Connectedness(p) == network.Connected
-	via := h.viaServers(p)
 	// Without addresses, a dial needs the DHT to find some.
 	dialable := len(addrs) > 0 || len(via) > 0 || len(lh.Peerstore().Addrs(p)) > 0 || h.dht != nil
 	wait := candidateRedial

@@ -25,6 +25,13 @@ func (h *Host) startDiscovery(ctx context.Context, lh host.Host) error {
 		ConnectedF: func(_ network.Network, c network.Conn) { h.connected(lh, c) },
 	})
 	h.live.Store(&liveHost{h: lh, ctx: ctx})
+	// libp2p accepts connections from libp2p.New on; a sibling that
+	// connected before the notifiee above was registered (a server
+	// starting while its devices keep dialling it) would otherwise never
+	// be recorded. Recording twice is harmless.
+	for _, c := range lh.Network().Conns() {
+		h.connected(lh, c)
+	}
 
 	if h.s.dht != DHTOff {
 		mode := dht.ModeAuto

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -51,6 +52,13 @@ func TestMain(m *testing.M) {
 		os.Exit(code)
 	}
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	dump := make(chan os.Signal, 1)
+	signal.Notify(dump, syscall.SIGUSR1) // a failed test asks for the goroutines
+	go func() {
+		for range dump {
+			_ = pprof.Lookup("goroutine").WriteTo(os.Stderr, 1)
+		}
+	}()
 	ctx, cancel2 := context.WithTimeout(ctx, agentLifetime)
 	var err error
 	switch role {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -108,6 +109,14 @@ func startNode(t *testing.T, ctx context.Context, h *netns.Host, key crypto.Priv
 		}
 	}()
 	t.Cleanup(func() {
+		if t.Failed() {
+			// A goroutine dump of the agent on its stderr, for the log.
+			_ = n.proc.Cmd.Process.Signal(syscall.SIGUSR1)
+			select {
+			case <-n.proc.Done():
+			case <-time.After(2 * time.Second):
+			}
+		}
 		n.stdin.Close()
 		n.proc.Stop()
 		<-done
