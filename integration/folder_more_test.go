@@ -24,14 +24,18 @@ import (
 // Each has a CI size and, with PCNODE_LONG=1 (or -long), the issue's.
 
 // cloudOf starts daemons named names, the first one's cloud joined by the
-// others, all connected.
-func cloudOf(t *testing.T, names ...string) []*proc {
+// others, all connected. setup, if not nil, runs on each home before its
+// daemon starts.
+func cloudOf(t *testing.T, setup func(*proc), names ...string) []*proc {
 	t.Helper()
 	ps := []*proc{newProc(t, names[0])}
 	for _, n := range names[1:] {
 		ps = append(ps, newDevice(t, n))
 	}
 	for _, p := range ps {
+		if setup != nil {
+			setup(p)
+		}
 		p.start()
 	}
 	for _, p := range ps[1:] {
@@ -153,17 +157,17 @@ func (p *proc) waitFolder(what string, timeout time.Duration, ok func(api.Folder
 // Three devices converge with a large file, many small files, an
 // mtime-only change and a chmod (TestFolderThreeDaemons covers edits,
 // renames, deletes, Unicode and empty files; node/folder's TestConverge
-// the case-only rename). CI: 64 MiB and 2,000 files; long: 1 GiB and
+// the case-only rename). CI: 32 MiB and 1,000 files; long: 1 GiB and
 // 10,000.
 func TestFolderThreeDaemonsBulk(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs three daemons")
 	}
-	big, small := int64(64<<20), 2000
+	big, small := int64(32<<20), 1000
 	if *long {
 		big, small = 1<<30, 10000
 	}
-	ps := cloudOf(t, "a", "b", "c")
+	ps := cloudOf(t, nil, "a", "b", "c")
 	a, b, c := ps[0], ps[1], ps[2]
 	t0 := time.Date(2026, 5, 6, 7, 8, 9, 0, time.UTC)
 	ra := filepath.Join(t.TempDir(), "bulk-a")
@@ -213,7 +217,7 @@ func TestFolderOfflineCatchUp(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs two daemons")
 	}
-	ps := cloudOf(t, "a", "b")
+	ps := cloudOf(t, nil, "a", "b")
 	a, b := ps[0], ps[1]
 	t0 := time.Date(2026, 5, 6, 7, 8, 9, 0, time.UTC)
 	ra := filepath.Join(t.TempDir(), "off-a")
@@ -290,20 +294,25 @@ func realFiles(t *testing.T, root string) map[string][32]byte {
 // kill -9 of the receiving daemon at random points of a sync: no file is
 // ever partial under its real name, and after each restart the sync goes
 // on from where it was (the final run receives no more than what was
-// still missing). CI: 3 kills during 96 MiB + 3,000 files; long: 10 kills
-// during 1 GiB + 10,000 files.
+// still missing). CI: 2 kills during 32 MiB + 2,000 files; long: 10
+// kills during 1 GiB + 10,000 files.
 func TestFolderKillReceiver(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs two daemons and kills one")
 	}
-	bigs, bigSize, small, kills := 3, int64(32<<20), 3000, 3
+	bigs, bigSize, small, kills := 2, int64(16<<20), 2000, 2
 	if *long {
 		bigs, bigSize, small, kills = 4, 256<<20, 10000, 10
 	}
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 1))
-	ps := cloudOf(t, "a", "b")
+	// TCP only: the kernel resets a killed daemon's TCP connections at
+	// once, while a QUIC connection to it lives on at its peer, which
+	// keeps sending the restarted daemon's blocks into it: the sync then
+	// stalls for 30 s or more after each restart (docs/FOLDERS.md).
+	tcpOnly := func(p *proc) { p.must("config", "set", "p2p.listen", "/ip4/127.0.0.1/tcp/0") }
+	ps := cloudOf(t, tcpOnly, "a", "b")
 	a, b := ps[0], ps[1]
 	t0 := time.Date(2026, 5, 6, 7, 8, 9, 0, time.UTC)
 	ra := filepath.Join(t.TempDir(), "kill-a")
@@ -324,6 +333,7 @@ func TestFolderKillReceiver(t *testing.T) {
 	a.mustJSON(&fi, "folder", "add", ra)
 	a.waitFolder("a scanned", syncWait, func(fi api.FolderInfo) bool { return fi.Files == len(want) && fi.State == "idle" })
 	rb := filepath.Join(t.TempDir(), "kill-b")
+	joined := time.Now()
 	b.must("folder", "join", fi.ID, rb)
 
 	// Kill points: random fractions of the sync, increasing. Progress is
@@ -363,11 +373,14 @@ func TestFolderKillReceiver(t *testing.T) {
 		if fi.Bytes == total {
 			break // the sync outran the kill points
 		}
+		// Progress shows at batch boundaries; a random delay puts the
+		// kill anywhere inside the next batch.
+		time.Sleep(time.Duration(rng.IntN(400)) * time.Millisecond)
 		b.kill9()
 		killed++
 		var files map[string][32]byte
 		lastHave, files = have() // after the kill: what survived it
-		t.Logf("kill %d at %.0f%% of the sync: %d files, %d of %d bytes complete under real names", killed, 100*pt, len(files), lastHave, total)
+		t.Logf("%v: kill %d at %.0f%% of the sync: %d files, %d of %d bytes complete under real names", time.Since(joined).Round(time.Millisecond), killed, 100*pt, len(files), lastHave, total)
 		b.start()
 		b.connectTo(a)
 	}
@@ -381,10 +394,77 @@ func TestFolderKillReceiver(t *testing.T) {
 		return
 	}
 	rest := b.receivedBlockBytes()
+	t.Logf("%v: in sync", time.Since(joined).Round(time.Millisecond))
 	t.Logf("after the last restart b received %d block bytes; %d were still missing", rest, total-lastHave)
-	// A batch in flight at the kill (up to 1,000 small files and the
-	// leaves of large files being written) may be fetched again.
-	if slack := int64(2*bigSize) + 8<<20; rest > total-lastHave+slack {
+	// A batch in flight at the kill (up to 1,000 small files, or the
+	// leaves fetched but not yet durable) may be fetched again.
+	if slack := int64(8 << 20); rest > total-lastHave+slack {
 		t.Errorf("after the last restart b received %d block bytes, more than the %d still missing (+%d): it started over", rest, total-lastHave, slack)
 	}
+}
+
+// A folder of many entries: a new device gets all of it, and its daemon
+// stays small (issue 4: 100,000 entries, index sync under 30 s, daemon
+// memory under 300 MiB). CI: 10,000 empty files; long: 100,000. The time
+// is the whole sync (index and files written), an upper bound of the
+// index sync, which node/folder's TestInitialIndexSync times alone.
+func TestFolderManyEntries(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs two daemons")
+	}
+	n := 10000
+	if *long {
+		n = 100000
+	}
+	ps := cloudOf(t, nil, "a", "b")
+	a, b := ps[0], ps[1]
+	ra := filepath.Join(t.TempDir(), "many-a")
+	for i := range n {
+		p := filepath.Join(ra, fmt.Sprintf("d%03d", i%500), fmt.Sprintf("e%06d", i))
+		if i < 500 {
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := os.WriteFile(p, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var fi api.FolderInfo
+	a.mustJSON(&fi, "folder", "add", ra)
+	a.waitFolder("a scanned", 2*syncWait, func(fi api.FolderInfo) bool { return fi.Files == n && fi.State == "idle" })
+	rb := filepath.Join(t.TempDir(), "many-b")
+	start := time.Now()
+	b.must("folder", "join", fi.ID, rb)
+	b.waitFolder("b has every entry", 5*syncWait, func(fi api.FolderInfo) bool { return fi.Files == n })
+	took := time.Since(start)
+	hwm, err := peakRSS(b.cmd.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d entries: on b %v after the join (index and files); b's daemon peak RSS %d MiB", n, took.Round(time.Millisecond), hwm>>20)
+	if hwm > 300<<20 {
+		t.Errorf("b's daemon peaked at %d MiB RSS (target 300 MiB)", hwm>>20)
+	}
+	if *long && took > 30*time.Second {
+		t.Logf("the whole sync took %v; the 30 s target is for the index (TestInitialIndexSync)", took)
+	}
+}
+
+// peakRSS reads VmHWM (the peak resident set) of process pid.
+func peakRSS(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			f := strings.Fields(rest)
+			if len(f) == 2 && f[1] == "kB" {
+				kb, err := strconv.ParseInt(f[0], 10, 64)
+				return kb << 10, err
+			}
+		}
+	}
+	return 0, fmt.Errorf("no VmHWM in /proc/%d/status", pid)
 }

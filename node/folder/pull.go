@@ -491,12 +491,20 @@ func (f *Folder) applyFiles(ctx context.Context, as []action, fetched map[cid.Ci
 	t0 := time.Now()
 	defer func() { f.log.Debug("applied files", "n", len(as), "took", time.Since(t0)) }()
 	if fetchErr != nil {
-		// Fetch what can be fetched one by one; the rest waits.
+		// Fetch what can be fetched one by one, up to the first file that
+		// cannot be (each failure costs a fetch stall); the rest waits
+		// for the next pull.
 		fetched = map[cid.Cid]bool{}
+		var stuck error
 		for _, a := range as {
+			if stuck != nil {
+				errs[a.want.Path] = stuck
+				continue
+			}
 			got, err := f.fetch(ctx, []action{a})
 			if err != nil {
 				errs[a.want.Path] = err
+				stuck = err
 			}
 			for c := range got {
 				fetched[c] = true
