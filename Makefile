@@ -12,7 +12,7 @@ STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 TEST_TIMEOUT ?= 20m
 HOME_DIR ?= .pcnode
 
-.PHONY: all build run test lint bench fuzz demo clean
+.PHONY: all build run test lint bench fuzz soak demo clean
 
 all: build
 
@@ -40,6 +40,13 @@ bench:
 
 fuzz:
 	scripts/fuzz.sh
+
+# Three daemons, random folder edits and partitions for $(SOAK), then
+# convergence and flat goroutines, fds and memory (docs/RELIABILITY.md).
+# make test runs the same test for 40 s.
+SOAK ?= 30m
+soak:
+	PCNODE_SOAK=$(SOAK) $(GO) test -run '^TestSoak$$' -count 1 -v -timeout 2h ./integration
 
 # A home server, a laptop and a friend on loopback: pair, sync a folder,
 # share a file the friend gets from the server while the laptop sleeps.
