@@ -25,6 +25,16 @@
 // keep the winner and conflict copies. docs/FOLDERS.md explains the choice
 // of logs over a Merkle-CRDT, with figures.
 //
+// # Content
+//
+// A folder's files are the only copy of their content on the device: the
+// block store keeps each file's inner DAG nodes and, for each leaf, a
+// reference into the file (blobstore.Store.PutRefs), which the store
+// re-hashes whenever it reads it. A scan references what it hashes; a pull
+// references what it wrote and drops the fetched copies. A file changed
+// behind the scanner's back makes its references stale: the store reports
+// the block missing (never wrong bytes) and the folder re-hashes the file.
+//
 // # Use
 //
 //	f, err := folder.New(folder.Config{ID: folder.NewID(), Path: dir, Device: self,
