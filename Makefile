@@ -43,7 +43,7 @@ fuzz:
 
 # Three daemons, random folder edits and partitions for $(SOAK), then
 # convergence and flat goroutines, fds and memory (docs/RELIABILITY.md).
-# make test runs the same test for 40 s.
+# make test runs the same test for 30 s.
 SOAK ?= 30m
 soak:
 	PCNODE_SOAK=$(SOAK) $(GO) test -run '^TestSoak$$' -count 1 -v -timeout 2h ./integration

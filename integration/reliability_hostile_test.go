@@ -128,7 +128,7 @@ func TestReliabilityHostilePeer(t *testing.T) {
 	}
 	t.Parallel()
 	size := int64(32 << 20)
-	streams, conns, flood := 1000, 50, 2
+	streams, conns, flood := 500, 50, 2
 	// wantRate is the wants a second each flood goroutine sends: 20,000,
 	// far beyond any honest peer (boxo keeps 1024 queued per peer). With
 	// PCNODE_HOSTILE_UNPACED=1 the flood goes as fast as the machine

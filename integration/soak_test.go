@@ -24,7 +24,7 @@ import (
 //
 // PCNODE_SOAK sets the duration (a Go duration, e.g. 30m, the issue's
 // figure); CI runs soakDefault.
-const soakDefault = 40 * time.Second
+const soakDefault = 30 * time.Second
 
 func soakDuration(t *testing.T) time.Duration {
 	if s := os.Getenv("PCNODE_SOAK"); s != "" {
