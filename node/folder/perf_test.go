@@ -60,14 +60,18 @@ func TestTenThousandFiles(t *testing.T) {
 // entries under 30 s). A's log is filled directly (scanning that many
 // files is measured elsewhere); b ignores every path, so what is timed is
 // the index exchange alone: from the connection to b holding all of a's
-// log. 20,000 entries here; PCNODE_LONG=1 runs 100,000.
+// log. 20,000 entries here (10,000 under -race); PCNODE_LONG=1 runs
+// 100,000.
 func TestInitialIndexSync(t *testing.T) {
 	if testing.Short() {
 		t.Skip("slow")
 	}
 	n := 20000
-	if longTests() {
+	switch {
+	case longTests():
 		n = 100000
+	case raceEnabled:
+		n = 10000 // the figure comes from a normal run
 	}
 	devs, _ := newDevs(t, 2, "bigindex", func(i int, c *Config) { c.NoWatch = true })
 	a, b := devs[0], devs[1]
