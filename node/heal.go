@@ -39,7 +39,7 @@ func (n *Node) heal(ctx context.Context, st *blobstore.Store, dag ipld.DAGServic
 	}
 	n.gcMu.RLock()
 	for _, root := range roots {
-		n.fetchFast(ctx, st, h, root)
+		n.fetchFast(ctx, st, h, root, nil)
 		if err := blobstore.Fetch(ctx, dag, root, nil); err != nil {
 			n.log.Warn("heal: fetch", "root", root, "err", err)
 		}

@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
 	ipld "github.com/ipfs/go-ipld-format"
 	"github.com/libp2p/go-libp2p/core/crypto"
@@ -607,7 +608,7 @@ func (n *Node) Get(ctx context.Context, req api.GetRequest, fn api.ProgressFunc)
 	err = n.putEmptyBlocks(ctx, st)
 	complete := false
 	if err == nil && h != nil {
-		complete = n.fetchFast(ctx, st, h, c)
+		complete = n.fetchFast(ctx, st, h, c, fn)
 	}
 	if err == nil && !complete {
 		// Finds everything local, or fetches what is still missing by
@@ -645,20 +646,30 @@ func (n *Node) Get(ctx context.Context, req api.GetRequest, fn api.ProgressFunc)
 // block under c was stored already or arrived verified, and Commit made
 // them durable). Otherwise it was best effort, and blobstore.Fetch
 // afterwards completes the DAG.
-func (n *Node) fetchFast(ctx context.Context, st *blobstore.Store, h *p2p.Host, c cid.Cid) bool {
-	return n.fetchFastFrom(ctx, st, h, c, h.DAGPeers())
+func (n *Node) fetchFast(ctx context.Context, st *blobstore.Store, h *p2p.Host, c cid.Cid, fn api.ProgressFunc) bool {
+	return n.fetchFastFrom(ctx, st, h, c, h.DAGPeers(), fn)
 }
 
 // fetchFastFrom is fetchFast from the given peers, tried in order: a
 // share's providers serve a friend the share's blocks over the DAG
 // stream (through their BlockFilter), much faster than bitswap.
-func (n *Node) fetchFastFrom(ctx context.Context, st *blobstore.Store, h *p2p.Host, c cid.Cid, peers []peer.ID) bool {
+// fn, if set, hears the bytes received so far (the total is not known
+// before the stream ends, so it is given as 0).
+func (n *Node) fetchFastFrom(ctx context.Context, st *blobstore.Store, h *p2p.Host, c cid.Cid, peers []peer.ID, fn api.ProgressFunc) bool {
 	for _, p := range peers {
-		bw, err := st.NewBlockWriter(ctx)
+		// The writer outlives a cancelled fetch: what arrived verified is
+		// still stored, so a get run again resumes where this one ended.
+		bw, err := st.NewBlockWriter(context.WithoutCancel(ctx))
 		if err != nil {
 			return false
 		}
-		stats, err := h.FetchDAG(ctx, p, c, bw)
+		// A sender that stops sending is left after the stall timeout;
+		// bitswap then completes the DAG from whoever has it.
+		sink := &progressSink{BlockSink: bw, fn: fn}
+		sctx, cancel := context.WithCancel(ctx)
+		go n.watchStall(sctx, cancel, &sink.done)
+		stats, err := h.FetchDAG(sctx, p, c, sink)
+		cancel()
 		if cerr := bw.Commit(); err == nil {
 			err = cerr
 		}
@@ -672,6 +683,51 @@ func (n *Node) fetchFastFrom(ctx context.Context, st *blobstore.Store, h *p2p.Ho
 		}
 	}
 	return false
+}
+
+// watchStall cancels ctx when *done has not grown for the stall timeout.
+func (n *Node) watchStall(ctx context.Context, cancel context.CancelFunc, done *atomic.Int64) {
+	limit := n.stallTimeout()
+	tick := time.NewTicker(min(time.Second, limit))
+	defer tick.Stop()
+	last, since := done.Load(), time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			if d := done.Load(); d != last {
+				last, since = d, now
+			} else if now.Sub(since) >= limit {
+				n.log.Debug("dag stream stalled", "for", limit)
+				cancel()
+				return
+			}
+		}
+	}
+}
+
+// progressSink counts the bytes a DAG stream has stored so far and, with
+// fn set, reports them.
+type progressSink struct {
+	p2p.BlockSink
+	fn   api.ProgressFunc
+	done atomic.Int64
+}
+
+func (s *progressSink) PutMany(ctx context.Context, bs []blocks.Block) error {
+	if err := s.BlockSink.PutMany(ctx, bs); err != nil {
+		return err
+	}
+	var n int64
+	for _, b := range bs {
+		n += int64(len(b.RawData()))
+	}
+	d := s.done.Add(n)
+	if s.fn != nil {
+		s.fn(d, 0)
+	}
+	return nil
 }
 
 // Ls lists the directory c, or describes the file c as its one entry.

@@ -74,8 +74,9 @@ func (n *Node) getLink(ctx context.Context, req api.GetRequest, fn api.ProgressF
 	fctx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
 	var bg sync.WaitGroup
+	var sharers []peer.ID
 	if h != nil {
-		sharers := n.dialHints(fctx, l.Providers)
+		sharers = n.dialHints(fctx, l.Providers)
 		if len(sharers) > 0 {
 			bg.Add(1)
 			go func() {
@@ -94,7 +95,10 @@ func (n *Node) getLink(ctx context.Context, req api.GetRequest, fn api.ProgressF
 
 	n.gcMu.RLock()
 	err = n.putEmptyBlocks(fctx, st)
-	if err == nil {
+	// The sharers' DAG stream first (their BlockFilter serves a friend
+	// exactly the share's blocks, checked block by block, so a revoke cuts
+	// it too); bitswap completes whatever it did not bring.
+	if err == nil && (h == nil || !n.fetchFastFrom(fctx, st, h, c, sharers, fn)) {
 		err = n.fetchWatched(fctx, dag, c, fn)
 	}
 	if err == nil {
