@@ -47,7 +47,10 @@
 // a peer can make the host dial or look up anything off the machine. Its
 // DHT serves among loopback peers; mDNS, AutoNAT, hole punching and port
 // mapping are off; circuits are allowed only through a relay at a loopback
-// address.
+// address. ProfileLAN is for the network-namespace testbed: the
+// documentation ranges and loopback only, mDNS, a private DHT, relays, and
+// hole punching from observed addresses (path.go), no port mapping or
+// AutoNAT.
 //
 // # Finding siblings
 //
