@@ -207,7 +207,10 @@ func (h *Host) found(src string, ai peer.AddrInfo) {
 	}
 	addrs := ai.Addrs[:0:0]
 	for _, a := range ai.Addrs {
-		if h.s.profile != ProfileLocal || localDialable(a) {
+		switch {
+		case h.s.profile == ProfileLocal && !localDialable(a):
+		case h.s.profile == ProfileLAN && !lanDialable(a):
+		default:
 			addrs = append(addrs, a)
 		}
 	}

@@ -445,6 +445,13 @@ func (h *Host) Connect(ctx context.Context, addr multiaddr.Multiaddr) (peer.Addr
 			}
 		}
 	}
+	if h.s.profile == ProfileLAN {
+		for _, a := range pi.Addrs {
+			if !lanDialable(a) {
+				return peer.AddrInfo{}, fmt.Errorf("p2p: connect %s: profile %s dials only loopback and the documentation ranges: %w", addr, h.s.profile, ErrRefused)
+			}
+		}
+	}
 	lh := h.running()
 	if lh == nil {
 		return peer.AddrInfo{}, fmt.Errorf("p2p: connect %s: %w", addr, ErrNotStarted)

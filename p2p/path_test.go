@@ -1,6 +1,8 @@
 package p2p
 
 import (
+	"context"
+	"errors"
 	"slices"
 	"testing"
 	"time"
@@ -8,6 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
 )
 
 func TestLANPolicy(t *testing.T) {
@@ -144,6 +147,31 @@ func TestLateMemberFromEarlierReport(t *testing.T) {
 	for _, s := range a.Siblings() {
 		if s.ID == idb && !slices.Contains(s.Sources, SourceMDNS) {
 			t.Errorf("b found by %v, want mdns", s.Sources)
+		}
+	}
+}
+
+// TestLANConnectRefuses: a ProfileLAN host refuses, before any socket,
+// an address outside loopback and the documentation ranges.
+func TestLANConnectRefuses(t *testing.T) {
+	cfg := localConfig(t)
+	cfg.Profile = ProfileLAN
+	cfg.ListenAddrs = []multiaddr.Multiaddr{multiaddr.StringCast("/ip4/127.0.0.1/tcp/0")}
+	cfg.DHT = DHTOff
+	cfg.MDNS = ToggleOff
+	h := startHost(t, cfg)
+	const id = "12D3KooWSoLzampfxc4t3sy9z7yq1Cgzbi7zGXpV7nYn39Qdm3Pt"
+	for _, a := range []string{"/ip4/8.8.8.8/tcp/4001/p2p/" + id, "/ip4/10.0.0.1/udp/4001/quic-v1/p2p/" + id, "/dns4/example.org/tcp/4001/p2p/" + id} {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := h.Connect(ctx, multiaddr.StringCast(a))
+		cancel()
+		if !errors.Is(err, ErrRefused) {
+			t.Errorf("Connect(%s) = %v, want ErrRefused", a, err)
+		}
+	}
+	for _, a := range h.Addrs() {
+		if manet.IsIPLoopback(a) {
+			t.Errorf("advertises loopback address %s", a)
 		}
 	}
 }
