@@ -271,6 +271,27 @@ func (s *Store) PutRefs(ctx context.Context, refs []Ref) error {
 	return nil
 }
 
+// AddRefs is PutRefs without waiting for durability: for references
+// whose loss in a crash costs only availability (another place of the
+// same content).
+func (s *Store) AddRefs(ctx context.Context, refs []Ref) error {
+	if err := s.begin(); err != nil {
+		return err
+	}
+	defer s.ops.Done()
+	r, ok := s.blocks.(*refBlocks)
+	if !ok {
+		return errors.New("blobstore: add refs: references not enabled")
+	}
+	r.mu.Lock()
+	err := r.putRefs(ctx, refs)
+	r.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("blobstore: add refs (%d): %w", len(refs), err)
+	}
+	return nil
+}
+
 func (r *refBlocks) putRefs(ctx context.Context, refs []Ref) error {
 	pending := map[ds.Key][]refLoc{}
 	for _, ref := range refs {

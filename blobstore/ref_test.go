@@ -87,7 +87,7 @@ func TestRefs(t *testing.T) {
 			if err := os.WriteFile(file2, a, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			if err := s.PutRefs(ctx, []Ref{{Cid: ca, Path: file2, Size: len(a)}}); err != nil {
+			if err := s.AddRefs(ctx, []Ref{{Cid: ca, Path: file2, Size: len(a)}}); err != nil {
 				t.Fatal(err)
 			}
 			if err := os.Remove(file); err != nil {
