@@ -67,8 +67,8 @@ func TestInit(t *testing.T) {
 
 func TestInitBadProfile(t *testing.T) {
 	home := t.TempDir()
-	if err := Init(home, InitOptions{Profile: "lan"}); err == nil {
-		t.Fatal("Init accepted profile lan")
+	if err := Init(home, InitOptions{Profile: "wan"}); err == nil {
+		t.Fatal("Init accepted profile wan")
 	}
 	if _, err := os.Stat(filepath.Join(home, KeyFile)); !errors.Is(err, os.ErrNotExist) {
 		t.Error("a failed Init left a key behind")
