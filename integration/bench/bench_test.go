@@ -656,7 +656,7 @@ func TestRunWithFake(t *testing.T) {
 				"scaled to this machine's one core SHA-256 as pcnode hashes", "% of one core SHA-256 as pcnode hashes",
 				"| idle daemon RSS (10ms after start) |", "Reduced run", "| runs per figure | 2 ",
 				"| pcnode built from | the binary given with -bin |",
-				"| idle home server, 3 devices, 5 folders of 30 files: RSS |", "| idle home server, 3 devices, 5 folders of 30 files: CPU |",
+				"| idle home server, 3 devices, 5 folders of 30 files, just synced: RSS |", "| idle home server, 3 devices, 5 folders of 30 files, restarted: CPU |",
 			} {
 				if !strings.Contains(string(md), want) {
 					t.Errorf("report lacks %q:\n%s", want, md)

@@ -23,7 +23,10 @@ const (
 
 // serverScenarios are the idle home server's figures.
 type serverScenarios struct {
-	rss, cpu *scenario
+	// rss and cpu are read once the replicas are in sync; restartRSS and
+	// restartCPU after the server restarts on the same homes (the steady
+	// state: without the initial sync's garbage and filled caches).
+	rss, cpu, restartRSS, restartCPU *scenario
 	// window is how long the idle CPU is measured over: 12 × -idle, a
 	// minute by default, so that it includes each folder's safety-net
 	// rescan (folder.DefaultRescanInterval).
@@ -33,9 +36,13 @@ type serverScenarios struct {
 func newServerScenarios(o *options) *serverScenarios {
 	what := fmt.Sprintf("idle home server, %d devices, %d folders of %d files", serverMembers, serverFolders, o.treeFiles)
 	s := &serverScenarios{
-		rss: &scenario{Name: what + ": RSS", Unit: "MiB",
+		rss: &scenario{Name: what + ", just synced: RSS", Unit: "MiB",
 			Target: target{"< 150 MiB", func(m, _ float64) bool { return m < 150 }}},
-		cpu: &scenario{Name: what + ": CPU", Unit: "% of a core",
+		cpu: &scenario{Name: what + ", just synced: CPU", Unit: "% of a core",
+			Target: target{"< 1%", func(m, _ float64) bool { return m < 1 }}},
+		restartRSS: &scenario{Name: what + ", restarted: RSS", Unit: "MiB",
+			Target: target{"< 150 MiB", func(m, _ float64) bool { return m < 150 }}},
+		restartCPU: &scenario{Name: what + ", restarted: CPU", Unit: "% of a core",
 			Target: target{"< 1%", func(m, _ float64) bool { return m < 1 }}},
 		window: 12 * o.idle,
 	}
@@ -43,7 +50,9 @@ func newServerScenarios(o *options) *serverScenarios {
 }
 
 // list returns the scenarios to report.
-func (s *serverScenarios) list() []*scenario { return []*scenario{s.rss, s.cpu} }
+func (s *serverScenarios) list() []*scenario {
+	return []*scenario{s.rss, s.cpu, s.restartRSS, s.restartCPU}
+}
 
 // serverFolder is the part of `pcnode folder ls --json` the bench reads.
 type serverFolder struct {
@@ -54,8 +63,10 @@ type serverFolder struct {
 
 // serverRun is one run: fresh homes, the folders written and added on the
 // members (two, two and one), the server replicating all five; once every
-// replica is in sync the server idles for o.idle, then its RSS is read and
-// its CPU time measured over the window.
+// replica is in sync the server idles for o.idle, then its CPU time is
+// measured over the window and its RSS read. The same again after the
+// server restarts on its home: the steady state of a server that has been
+// up for a while, without the initial sync's garbage and filled caches.
 func (b *bench) serverRun(ctx context.Context, i int, s *serverScenarios) (err error) {
 	o := b.o
 	dir := filepath.Join(b.tmp, fmt.Sprintf("server-run%d", i+1))
@@ -129,7 +140,41 @@ func (b *bench) serverRun(ctx context.Context, i int, s *serverScenarios) (err e
 	}
 
 	start := time.Now()
-	deadline := start.Add(serverSyncTimeout)
+	if err := b.waitReplicas(ctx, home, srv); err != nil {
+		return err
+	}
+	b.logf("%s: the server replicated %d × %d files in %v; idling %v, then measuring CPU over %v",
+		n, serverFolders, o.treeFiles, time.Since(start).Round(time.Second), o.idle, s.window)
+	if err := b.idleServer(ctx, srv, s.window, s.rss, s.cpu); err != nil {
+		return err
+	}
+	b.logf("%s: just synced: RSS %s MiB, CPU %s%% of a core", n, num(last(s.rss.Samples), ""), num(last(s.cpu.Samples), ""))
+
+	pc.stop(srv)
+	if srv, err = pc.startDaemon(ctx, home); err != nil {
+		return err
+	}
+	if err := b.waitReplicas(ctx, home, srv); err != nil {
+		return err
+	}
+	if err := b.idleServer(ctx, srv, s.window, s.restartRSS, s.restartCPU); err != nil {
+		return err
+	}
+	b.logf("%s: restarted: RSS %s MiB, CPU %s%% of a core", n, num(last(s.restartRSS.Samples), ""), num(last(s.restartCPU.Samples), ""))
+	return nil
+}
+
+func last(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	return xs[len(xs)-1]
+}
+
+// waitReplicas waits until the server at home has every folder in sync.
+func (b *bench) waitReplicas(ctx context.Context, home string, srv *daemon) error {
+	o := b.o
+	deadline := time.Now().Add(serverSyncTimeout)
 	for {
 		fs, err := b.serverFolders(ctx, home)
 		if err != nil {
@@ -142,7 +187,7 @@ func (b *bench) serverRun(ctx context.Context, i int, s *serverScenarios) (err e
 			}
 		}
 		if done == serverFolders {
-			break
+			return nil
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("replicas not in sync after %v: %+v\n%s", serverSyncTimeout, fs, srv.logTail(10))
@@ -153,9 +198,12 @@ func (b *bench) serverRun(ctx context.Context, i int, s *serverScenarios) (err e
 		case <-time.After(time.Second): // polling the replicas' state
 		}
 	}
-	b.logf("%s: the server replicated %d × %d files in %v; idling %v, then measuring CPU over %v",
-		n, serverFolders, o.treeFiles, time.Since(start).Round(time.Second), o.idle, s.window)
+}
 
+// idleServer lets the server idle for -idle, then records its CPU use over
+// window (as % of one core) and its RSS at the end.
+func (b *bench) idleServer(ctx context.Context, srv *daemon, window time.Duration, rssSc, cpuSc *scenario) error {
+	o := b.o
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
@@ -169,7 +217,7 @@ func (b *bench) serverRun(ctx context.Context, i int, s *serverScenarios) (err e
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
-	case <-time.After(s.window):
+	case <-time.After(window):
 	}
 	cpu1, err := procCPU(srv.pid())
 	if err != nil {
@@ -181,9 +229,8 @@ func (b *bench) serverRun(ctx context.Context, i int, s *serverScenarios) (err e
 		return err
 	}
 	pct := 100 * (cpu1 - cpu0).Seconds() / wall.Seconds()
-	s.rss.record(float64(r)/mib, measurement{})
-	s.cpu.record(pct, measurement{})
-	b.logf("%s: idle home server RSS %.1f MiB, CPU %.2f%% of a core", n, float64(r)/mib, pct)
+	rssSc.record(float64(r)/mib, measurement{})
+	cpuSc.record(pct, measurement{})
 	return nil
 }
 
