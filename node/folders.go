@@ -225,6 +225,7 @@ func (n *Node) addFolder(ctx context.Context, op string, c folderConf) (api.Fold
 		return api.FolderInfo{}, fmt.Errorf("node: %s: %w", op, err)
 	}
 	n.folders.conf = cs
+	n.sharesChanged() // the home servers replicate it (server.go)
 	return folderInfo(c, n.folders.running[c.ID]), nil
 }
 

@@ -91,6 +91,7 @@ type serverState struct {
 	isServer bool
 	work     chan struct{}            // reconcile mirrors now
 	lists    map[peer.ID][]mirrorItem // latest list pushed by each member
+	folders  map[peer.ID][]string     // folder IDs pushed by each member
 	mirrors  map[string]string        // "<peer>/<share id>" -> local share ID
 	failed   map[string]time.Time     // mirrors that failed, for the log
 	mirrored int                      // len(mirrors), for metrics
@@ -108,11 +109,18 @@ type mirrorItem struct {
 	Unlisted  bool      `json:"unlisted,omitempty"`
 }
 
-// shareList is a device's push: every share it made itself.
+// shareList is a device's push: every share it made itself, and the IDs
+// of its folders (so that a server need not rely on identify alone, whose
+// protocol list can miss a folder added while a connection was being
+// identified).
 type shareList struct {
 	Version int          `json:"v"`
 	Shares  []mirrorItem `json:"shares"`
+	Folders []string     `json:"folders,omitempty"`
 }
+
+// maxPushedFolders bounds the folder IDs of one push.
+const maxPushedFolders = 10000
 
 type mirrorReply struct {
 	OK    bool   `json:"ok"`
@@ -138,6 +146,14 @@ func decodeShareList(b []byte) (shareList, error) {
 	if len(l.Shares) > share.MaxShares {
 		return shareList{}, fmt.Errorf("share list: %d shares, at most %d", len(l.Shares), share.MaxShares)
 	}
+	if len(l.Folders) > maxPushedFolders {
+		return shareList{}, fmt.Errorf("share list: %d folders, at most %d", len(l.Folders), maxPushedFolders)
+	}
+	for _, id := range l.Folders {
+		if !validFolderID(id) {
+			return shareList{}, fmt.Errorf("share list: bad folder id %q", id)
+		}
+	}
 	seen := make(map[string]bool, len(l.Shares))
 	for _, it := range l.Shares {
 		if !validMirrorID(it.ID) {
@@ -155,6 +171,19 @@ func decodeShareList(b []byte) (shareList, error) {
 		}
 	}
 	return l, nil
+}
+
+// validFolderID is folder's rule for IDs: 1 to 64 of [a-z0-9-].
+func validFolderID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for _, c := range id {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 func validMirrorID(id string) bool {
@@ -207,6 +236,7 @@ func (n *Node) startServerLocked(ctx context.Context) error {
 	if sv.isServer {
 		sv.work = make(chan struct{}, 1)
 		sv.lists = map[peer.ID][]mirrorItem{}
+		sv.folders = map[peer.ID][]string{}
 		sv.failed = map[string]time.Time{}
 		m, err := n.loadMirrors()
 		if err != nil {
@@ -255,8 +285,9 @@ func (n *Node) closeServer() {
 	sv.wg.Wait()
 }
 
-// sharesChanged asks for a push of the share list to the servers; called
-// after a share is created or revoked. It never blocks.
+// sharesChanged asks for a push of the share list (with the folder IDs)
+// to the servers; called after a share is created or revoked and after a
+// folder is added or joined. It never blocks.
 func (n *Node) sharesChanged() {
 	n.server.mu.Lock()
 	defer n.server.mu.Unlock()
@@ -327,19 +358,25 @@ func (n *Node) scanReplicas(ctx context.Context, peers []peer.ID) {
 			continue
 		}
 		for _, pr := range protos {
-			id, ok := strings.CutPrefix(string(pr), prefix)
-			if !ok || n.hasFolder(id) {
-				continue
+			if id, ok := strings.CutPrefix(string(pr), prefix); ok {
+				n.joinReplica(ctx, id, p)
 			}
-			dir := filepath.Join(n.replicaDir(), id)
-			_, err := n.FolderJoin(ctx, api.FolderJoinRequest{ID: id, Path: dir, ReceiveOnly: true})
-			if err != nil {
-				n.log.Warn("server: folder replica not started", "folder", id, "from", p, "err", err)
-				continue
-			}
-			n.log.Info("server: replicating folder", "folder", id, "from", p, "path", dir)
 		}
 	}
+}
+
+// joinReplica joins folder id, receive-only, under the replica directory,
+// unless this server has it already.
+func (n *Node) joinReplica(ctx context.Context, id string, from peer.ID) {
+	if n.hasFolder(id) {
+		return
+	}
+	dir := filepath.Join(n.replicaDir(), id)
+	if _, err := n.FolderJoin(ctx, api.FolderJoinRequest{ID: id, Path: dir, ReceiveOnly: true}); err != nil {
+		n.log.Warn("server: folder replica not started", "folder", id, "from", from, "err", err)
+		return
+	}
+	n.log.Info("server: replicating folder", "folder", id, "from", from, "path", dir)
 }
 
 func (n *Node) hasFolder(id string) bool {
@@ -354,6 +391,11 @@ func (n *Node) hasFolder(id string) bool {
 // the ones it mirrors for others.
 func (n *Node) ownShareList() shareList {
 	l := shareList{Version: 1, Shares: []mirrorItem{}}
+	n.folders.mu.Lock()
+	for _, c := range n.folders.conf {
+		l.Folders = append(l.Folders, c.ID)
+	}
+	n.folders.mu.Unlock()
 	reg := n.shares.registry()
 	if reg == nil {
 		return l
@@ -480,6 +522,7 @@ func (n *Node) handleShareList(s network.Stream) {
 		return
 	}
 	sv.lists[p] = l.Shares
+	sv.folders[p] = l.Folders
 	select {
 	case sv.work <- struct{}{}:
 	default:
@@ -519,7 +562,17 @@ func (n *Node) reconcileMirrors(ctx context.Context, st *blobstore.Store, h *p2p
 	sv.mu.Lock()
 	lists := maps.Clone(sv.lists)
 	mirrors := maps.Clone(sv.mirrors)
+	folders := maps.Clone(sv.folders)
 	sv.mu.Unlock()
+
+	for p, ids := range folders {
+		if !n.members.IsMember(p) {
+			continue
+		}
+		for _, id := range ids {
+			n.joinReplica(ctx, id, p)
+		}
+	}
 
 	wanted := map[string]bool{} // keys still active at their owner
 	changed := false
