@@ -93,7 +93,6 @@ type serverState struct {
 	lists    map[peer.ID][]mirrorItem // latest list pushed by each member
 	folders  map[peer.ID][]string     // folder IDs pushed by each member
 	mirrors  map[string]string        // "<peer>/<share id>" -> local share ID
-	failed   map[string]time.Time     // mirrors that failed, for the log
 	mirrored int                      // len(mirrors), for metrics
 }
 
@@ -237,7 +236,6 @@ func (n *Node) startServerLocked(ctx context.Context) error {
 		sv.work = make(chan struct{}, 1)
 		sv.lists = map[peer.ID][]mirrorItem{}
 		sv.folders = map[peer.ID][]string{}
-		sv.failed = map[string]time.Time{}
 		m, err := n.loadMirrors()
 		if err != nil {
 			sub.Close()
@@ -612,7 +610,7 @@ func (n *Node) reconcileMirrors(ctx context.Context, st *blobstore.Store, h *p2p
 			continue
 		}
 		_, heard := lists[p]
-		if wanted[k] || (heard == false && n.members.IsMember(p)) {
+		if wanted[k] || (!heard && n.members.IsMember(p)) {
 			continue
 		}
 		if s, err := reg.Get(local); err == nil && s.State(now) == share.StateActive {
