@@ -163,6 +163,10 @@ func (f *Folder) handleStream(s network.Stream) {
 	defer cancel()
 	stop := context.AfterFunc(ctx, func() { _ = s.Reset() })
 	defer stop()
+	// Whatever ends the serving, the stream ends with it, so that the
+	// reader below returns (Close waits for it) and the subscriber sees
+	// the end instead of waiting on a stream nobody writes.
+	defer func() { _ = s.Reset() }()
 	// A device that reads our log has the folder: follow its log too
 	// (it may have joined after our last attempt).
 	f.subscribe(p)

@@ -55,8 +55,40 @@ func (f *Folder) archive(rel string, link bool) error {
 	if err != nil && !errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("keep old version of %s: %w", rel, err)
 	}
+	f.referenceVersion(rel, dst)
 	f.prune(rel)
 	return nil
+}
+
+// referenceVersion points the store at the kept version of rel, before
+// the file at rel is replaced: its content may be the only copy a member
+// still fetches (a conflict copy being made elsewhere, a device that is
+// behind), and without this it would be unavailable from the moment the
+// file is replaced. Not made durable: losing it costs availability of an
+// old version, nothing else.
+func (f *Folder) referenceVersion(rel, kept string) {
+	f.mu.Lock()
+	var own Entry
+	if f.x != nil {
+		if r := f.x.own[rel]; r != nil {
+			own = r.Entry
+		}
+	}
+	ctx := f.ctx
+	f.mu.Unlock()
+	if ctx == nil {
+		return
+	}
+	if own.Dir || own.Deleted || !own.CID.Defined() || own.Size == 0 {
+		return
+	}
+	refs, err := f.leafRefs(ctx, own.CID, own.Size, kept)
+	if err == nil {
+		err = f.cfg.Store.AddRefs(ctx, refs)
+	}
+	if err != nil {
+		f.log.Debug("old version not referenced", "path", rel, "err", err)
+	}
 }
 
 func copyFile(src, dst string) error {
