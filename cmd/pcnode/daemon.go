@@ -132,6 +132,7 @@ func (a *app) runDaemon(ctx context.Context, o daemonOptions) error {
 		return err
 	}
 	warnRole(ctx, log, n)
+	go trimMemory(ctx, log)
 	sdNotify(log, "READY=1")
 	for {
 		select {
