@@ -17,14 +17,12 @@ import (
 	"sync"
 	"time"
 
-	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/multiformats/go-multiaddr"
-	mh "github.com/multiformats/go-multihash"
 
 	"github.com/pcnode/pcnode/blobstore"
 	"github.com/pcnode/pcnode/node/api"
@@ -776,26 +774,6 @@ func (n *Node) serverStats() (isServer bool, mirrored, replicas int) {
 	}
 	n.folders.mu.Unlock()
 	return isServer, mirrored, replicas
-}
-
-// putEmpty stores the empty raw blocks, which bitswap never sends (a
-// share of an empty file); as share_get.go's putEmptyBlocks, without the
-// node's lock, which the server's goroutines must not take.
-func putEmpty(ctx context.Context, st *blobstore.Store) error {
-	for _, h := range []uint64{mh.SHA2_256, mh.BLAKE3} {
-		c, err := cid.Prefix{Version: 1, Codec: cid.Raw, MhType: h, MhLength: -1}.Sum(nil)
-		if err != nil {
-			return err
-		}
-		b, err := blocks.NewBlockWithCid(nil, c)
-		if err != nil {
-			return err
-		}
-		if err := st.Put(ctx, b); err != nil {
-			return fmt.Errorf("put empty block %s: %w", c, err)
-		}
-	}
-	return nil
 }
 
 // receiveOnlyRescan is the safety-net rescan period of a receive-only

@@ -347,6 +347,13 @@ func (n *Node) putEmptyBlocks(ctx context.Context, st *blobstore.Store) error {
 	if n.Host() == nil {
 		return nil
 	}
+	return putEmpty(ctx, st)
+}
+
+// putEmpty stores the empty raw blocks (see putEmptyBlocks). It takes no
+// lock: the server's goroutines, which must not take the node's, call it
+// directly.
+func putEmpty(ctx context.Context, st *blobstore.Store) error {
 	for _, h := range []uint64{mh.SHA2_256, mh.BLAKE3} {
 		c, err := cid.Prefix{Version: 1, Codec: cid.Raw, MhType: h, MhLength: -1}.Sum(nil)
 		if err != nil {
