@@ -11,18 +11,23 @@ import (
 // trimEvery is how often the daemon looks for heap memory to give back.
 const trimEvery = 30 * time.Second
 
-// trimFreeBytes is how much free, unreleased heap the daemon keeps before
-// it hands it back to the system at once.
-const trimFreeBytes = 32 << 20
+// trimSlackBytes is how much heap beyond the live data (garbage not yet
+// collected plus free, unreleased spans) the daemon keeps before it
+// collects and hands the rest back to the system.
+const trimSlackBytes = 32 << 20
 
-// trimMemory returns free heap memory to the system after bursts of work.
-// Go's background scavenger returns it slowly (a home server measured
-// 310 MiB resident an idle minute after a large initial sync, about half
-// of it free heap, and 116 MiB after a restart); a daemon that idles for
-// days should not hold its peak. One forced collection every trimEvery
-// at most, and only when that much is free: idle CPU stays unmeasurable.
+// trimMemory returns heap memory to the system after bursts of work. Go
+// collects an idle process only every two minutes and its scavenger
+// returns free memory slowly, so a home server idled at several times its
+// live heap after a large initial sync. One forced collection when the
+// heap holds trimSlackBytes more than the live data; an idle daemon, whose
+// heap then stays near its live size, pays nothing more.
 func trimMemory(ctx context.Context, log *slog.Logger) {
-	sample := []metrics.Sample{{Name: "/memory/classes/heap/free:bytes"}}
+	samples := []metrics.Sample{
+		{Name: "/memory/classes/heap/objects:bytes"},
+		{Name: "/memory/classes/heap/free:bytes"},
+		{Name: "/gc/heap/live:bytes"},
+	}
 	t := time.NewTicker(trimEvery)
 	defer t.Stop()
 	for {
@@ -31,13 +36,23 @@ func trimMemory(ctx context.Context, log *slog.Logger) {
 			return
 		case <-t.C:
 		}
-		metrics.Read(sample)
-		if sample[0].Value.Kind() != metrics.KindUint64 {
-			return // this runtime does not offer it
+		metrics.Read(samples)
+		var v [3]uint64
+		for i, s := range samples {
+			if s.Value.Kind() != metrics.KindUint64 {
+				return // this runtime does not offer it
+			}
+			v[i] = s.Value.Uint64()
 		}
-		if free := sample[0].Value.Uint64(); free >= trimFreeBytes {
+		if shouldTrim(v[0], v[1], v[2]) {
 			debug.FreeOSMemory()
-			log.Debug("returned free heap memory to the system", "free_bytes", free)
+			log.Debug("returned heap memory to the system", "objects_bytes", v[0], "free_bytes", v[1], "live_bytes", v[2])
 		}
 	}
+}
+
+// shouldTrim reports whether the heap (objects, live or garbage, plus free
+// spans not yet released) exceeds the live data by trimSlackBytes.
+func shouldTrim(objects, free, live uint64) bool {
+	return objects+free >= live+trimSlackBytes
 }
