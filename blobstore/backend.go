@@ -34,11 +34,8 @@ func pebbleOptions(log *slog.Logger) *pebble.Options {
 	o := &pebble.Options{
 		Logger: pebbleLogger{log},
 		// A larger memtable means fewer, larger L0 flushes during an
-		// import of small blocks (large ones go to flatfs). Memtables and
-		// the block cache live outside Go's heap and stay resident once
-		// written through: 32 MiB each keeps an idle daemon small (an idle
-		// home server held ~190 MiB more after a large sync with 64 MiB).
-		MemTableSize:                32 << 20,
+		// import; 64 MiB keeps memory bounded (at most 2 are queued).
+		MemTableSize:                64 << 20,
 		MemTableStopWritesThreshold: 4,
 		L0CompactionThreshold:       4,
 		L0StopWritesThreshold:       32,
@@ -69,7 +66,7 @@ func (s *Store) openBackend() error {
 	pdb, err := pebbleds.NewDatastore(filepath.Join(s.cfg.Dir, "pebble"),
 		pebbleds.WithPebbleOpts(pebbleOptions(s.log)),
 		pebbleds.WithPebbleWriteOptions(pebble.NoSync),
-		pebbleds.WithCacheSize(32<<20),
+		pebbleds.WithCacheSize(64<<20),
 	)
 	if err != nil {
 		return err
