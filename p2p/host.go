@@ -150,7 +150,7 @@ func (h *Host) options(rm network.ResourceManager, cm connmgr.ConnManager) []lib
 		libp2p.ListenAddrs(s.listen...),
 		libp2p.Transport(tcp.NewTCPTransport),
 		libp2p.Transport(quic.NewTransport),
-		libp2p.DialRanker(dialRanker),
+		libp2p.SwarmOpts(swarm.WithDialRanker(dialRanker)),
 		// Noise first: with TCP it is what the dialer proposes, and it is
 		// the cheaper handshake; TLS stays for peers that only speak TLS.
 		libp2p.Security(tls.ID, tls.New),

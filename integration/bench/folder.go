@@ -165,7 +165,7 @@ func (b *bench) folderRun(ctx context.Context, i int, s *scenario, fill func(roo
 			break
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("B not in sync after %v: %+v\n%s", folderSyncTimeout, fs, db.logTail(10))
+			return fmt.Errorf("device B not in sync after %v: %+v\n%s", folderSyncTimeout, fs, db.logTail(10))
 		}
 		select {
 		case <-ctx.Done():
@@ -180,7 +180,7 @@ func (b *bench) folderRun(ctx context.Context, i int, s *scenario, fill func(roo
 		return err
 	}
 	if got != want {
-		return fmt.Errorf("B's folder differs from A's (digest %s, want %s)", got, want)
+		return fmt.Errorf("device B's folder differs from A's (digest %s, want %s)", got, want)
 	}
 	v := took.Seconds()
 	if s.Unit == "MiB/s" {

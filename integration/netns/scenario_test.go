@@ -347,7 +347,7 @@ func TestHomeCloud(t *testing.T) {
 	healed := time.Now()
 	waitSame(t, 2*time.Minute, roots[c.laptop], roots[c.phone])
 	fig.took("heal_roam_converge", time.Since(healed))
-	d, took = c.phone.waitDevice("laptop", time.Minute, healed, "connected again", connectedVia(""))
+	d, _ = c.phone.waitDevice("laptop", time.Minute, healed, "connected again", connectedVia(""))
 	t.Logf("after heal: phone caught up in %v; phone → laptop %s %s", fig.Seconds["heal_roam_converge"], d.Path, d.Relay)
 }
 
