@@ -225,45 +225,7 @@ func TestDNSPublishKnot(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a daemon and knotd")
 	}
-	knotd := needDNSTool(t, "knotd")
-	dir := t.TempDir()
-	secret := make([]byte, 32)
-	rand.Read(secret)
-	key := base64.StdEncoding.EncodeToString(secret)
-	port := dnsFreePort(t)
-	conf := fmt.Sprintf(`server:
-    rundir: "%[1]s"
-    listen: 127.0.0.1@%[2]d
-log:
-  - target: stderr
-    any: info
-database:
-    storage: "%[1]s"
-key:
-  - id: pcnode-key
-    algorithm: hmac-sha256
-    secret: %[3]s
-acl:
-  - id: pcnode-update
-    key: pcnode-key
-    action: update
-template:
-  - id: default
-    storage: "%[1]s"
-    file: "%%s.zone"
-zone:
-  - domain: example.test
-    acl: pcnode-update
-`, dir, port, key)
-	zone := "$ORIGIN example.test.\n$TTL 300\n@ SOA ns1 hostmaster 1 3600 600 1209600 300\n@ NS ns1\nns1 A 127.0.0.1\n"
-	if err := os.WriteFile(filepath.Join(dir, "knot.conf"), []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "example.test.zone"), []byte(zone), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	kaddr := fmt.Sprintf("127.0.0.1:%d", port)
-	runDNSServer(t, dir, kaddr, "example.test.", knotd, "-c", filepath.Join(dir, "knot.conf"))
+	kaddr, key := startKnotPrimary(t, "update")
 
 	p := newProc(t, "laptop")
 	p.must("config", "set", "dns.zone", "example.test")
@@ -306,12 +268,61 @@ zone:
 	// A wrong key: Knot refuses, and pcnode says so. The daemon reads the
 	// config at start, so restart it with the new key.
 	p.stop()
-	rand.Read(secret)
-	p.must("config", "set", "dns.tsig", "pcnode-key:hmac-sha256:"+base64.StdEncoding.EncodeToString(secret))
+	wrong := make([]byte, 32)
+	rand.Read(wrong)
+	p.must("config", "set", "dns.tsig", "pcnode-key:hmac-sha256:"+base64.StdEncoding.EncodeToString(wrong))
 	p.start()
 	out, err := p.run("dns", "publish")
 	if err == nil || !strings.Contains(strings.ToLower(err.Error()), "tsig") {
 		t.Errorf("publish with a wrong key: %v\n%s", err, out)
 	}
 	t.Logf("with a wrong key: %v", err)
+}
+
+// startKnotPrimary starts knotd on loopback as the primary of example.test
+// with a TSIG key (pcnode-key, hmac-sha256) allowed actions (Knot's ACL
+// syntax: "update", "[transfer, update]"). It returns the server's address
+// and the key's base64 secret.
+func startKnotPrimary(t *testing.T, actions string) (addr, key string) {
+	t.Helper()
+	knotd := needDNSTool(t, "knotd")
+	dir := t.TempDir()
+	secret := make([]byte, 32)
+	rand.Read(secret)
+	key = base64.StdEncoding.EncodeToString(secret)
+	port := dnsFreePort(t)
+	conf := fmt.Sprintf(`server:
+    rundir: "%[1]s"
+    listen: 127.0.0.1@%[2]d
+log:
+  - target: stderr
+    any: info
+database:
+    storage: "%[1]s"
+key:
+  - id: pcnode-key
+    algorithm: hmac-sha256
+    secret: %[3]s
+acl:
+  - id: pcnode-update
+    key: pcnode-key
+    action: %[4]s
+template:
+  - id: default
+    storage: "%[1]s"
+    file: "%%s.zone"
+zone:
+  - domain: example.test
+    acl: pcnode-update
+`, dir, port, key, actions)
+	zone := "$ORIGIN example.test.\n$TTL 300\n@ SOA ns1 hostmaster 1 3600 600 1209600 300\n@ NS ns1\nns1 A 127.0.0.1\n"
+	if err := os.WriteFile(filepath.Join(dir, "knot.conf"), []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "example.test.zone"), []byte(zone), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr = fmt.Sprintf("127.0.0.1:%d", port)
+	runDNSServer(t, dir, addr, "example.test.", knotd, "-c", filepath.Join(dir, "knot.conf"))
+	return addr, key
 }

@@ -1,11 +1,6 @@
 package integration
 
 import (
-	"crypto/rand"
-	"encoding/base64"
-	"fmt"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -22,47 +17,9 @@ func TestShareNameKnot(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a daemon and knotd")
 	}
-	knotd := needDNSTool(t, "knotd")
-	dir := t.TempDir()
-	secret := make([]byte, 32)
-	rand.Read(secret)
-	key := base64.StdEncoding.EncodeToString(secret)
-	port := dnsFreePort(t)
 	// The key may update the zone and transfer it: the publisher reads
 	// the zone (AXFR) to find stale share names to remove.
-	conf := fmt.Sprintf(`server:
-    rundir: "%[1]s"
-    listen: 127.0.0.1@%[2]d
-log:
-  - target: stderr
-    any: info
-database:
-    storage: "%[1]s"
-key:
-  - id: pcnode-key
-    algorithm: hmac-sha256
-    secret: %[3]s
-acl:
-  - id: pcnode-update
-    key: pcnode-key
-    action: [transfer, update]
-template:
-  - id: default
-    storage: "%[1]s"
-    file: "%%s.zone"
-zone:
-  - domain: example.test
-    acl: pcnode-update
-`, dir, port, key)
-	zone := "$ORIGIN example.test.\n$TTL 300\n@ SOA ns1 hostmaster 1 3600 600 1209600 300\n@ NS ns1\nns1 A 127.0.0.1\n"
-	if err := os.WriteFile(filepath.Join(dir, "knot.conf"), []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "example.test.zone"), []byte(zone), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	kaddr := fmt.Sprintf("127.0.0.1:%d", port)
-	runDNSServer(t, dir, kaddr, "example.test.", knotd, "-c", filepath.Join(dir, "knot.conf"))
+	kaddr, key := startKnotPrimary(t, "[transfer, update]")
 
 	p := newProc(t, "sharer")
 	p.must("config", "set", "dns.zone", "example.test")
