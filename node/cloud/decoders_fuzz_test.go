@@ -48,7 +48,7 @@ func FuzzDecodePending(f *testing.F) {
 			t.Fatalf("re-decode: %d entries, %v; want %d", len(again), err, len(list))
 		}
 		for i := range list {
-			if again[i].Hash != list[i].Hash || !again[i].Expires.Equal(list[i].Expires) || again[i].Admin != list[i].Admin || again[i].Used != list[i].Used {
+			if again[i].Hash != list[i].Hash || !again[i].Expires.Equal(list[i].Expires) || again[i].Admin != list[i].Admin || again[i].Used != list[i].Used || again[i].Peer != list[i].Peer {
 				t.Fatalf("entry %d: %+v became %+v", i, list[i], again[i])
 			}
 		}

@@ -289,7 +289,8 @@ type pendingInvite struct {
 	Hash    [sha256.Size]byte
 	Expires time.Time
 	Admin   bool
-	Used    bool // kept until expiry so a second use gets "already used"
+	Used    bool    // kept until expiry so a second use gets "already used"
+	Peer    peer.ID // who used it: that device may redeem it again (see State.admit)
 }
 
 type pendingJSON struct {
@@ -297,12 +298,17 @@ type pendingJSON struct {
 	Expires int64  `json:"expires"`
 	Admin   bool   `json:"admin,omitempty"`
 	Used    bool   `json:"used,omitempty"`
+	Peer    string `json:"peer,omitempty"` // the device that used it
 }
 
 func encodePending(list []pendingInvite) ([]byte, error) {
 	out := make([]pendingJSON, 0, len(list))
 	for _, p := range list {
-		out = append(out, pendingJSON{hex.EncodeToString(p.Hash[:]), p.Expires.Unix(), p.Admin, p.Used})
+		j := pendingJSON{Hash: hex.EncodeToString(p.Hash[:]), Expires: p.Expires.Unix(), Admin: p.Admin, Used: p.Used}
+		if p.Peer != "" {
+			j.Peer = p.Peer.String()
+		}
+		out = append(out, j)
 	}
 	return json.MarshalIndent(struct {
 		Invites []pendingJSON `json:"invites"`
@@ -324,6 +330,11 @@ func decodePending(b []byte) ([]pendingInvite, error) {
 		}
 		p := pendingInvite{Expires: time.Unix(j.Expires, 0).UTC(), Admin: j.Admin, Used: j.Used}
 		copy(p.Hash[:], h)
+		if j.Peer != "" {
+			if p.Peer, err = peer.Decode(j.Peer); err != nil {
+				return nil, fmt.Errorf("%w: bad peer ID %q", ErrInvalid, j.Peer)
+			}
+		}
 		out = append(out, p)
 	}
 	return out, nil
@@ -331,8 +342,10 @@ func decodePending(b []byte) ([]pendingInvite, error) {
 
 // redeem finds the pending invite for token in constant time per entry and
 // checks it: unknown, used or expired tokens are refused with the matching
-// sentinel. It does not mark the invite used.
-func redeem(list []pendingInvite, token []byte, now time.Time) (int, error) {
+// sentinel. An invite used by joiner itself is not refused: its reply may
+// have been lost (the inviter crashed, the connection broke), and the
+// joiner may ask again. It does not mark the invite used.
+func redeem(list []pendingInvite, token []byte, joiner peer.ID, now time.Time) (int, error) {
 	h := sha256.Sum256(token)
 	found := -1
 	for i := range list {
@@ -343,7 +356,7 @@ func redeem(list []pendingInvite, token []byte, now time.Time) (int, error) {
 	switch {
 	case found < 0:
 		return -1, ErrInviteUnknown
-	case list[found].Used:
+	case list[found].Used && (list[found].Peer == "" || list[found].Peer != joiner):
 		return -1, ErrInviteUsed
 	case now.After(list[found].Expires):
 		return -1, ErrInviteExpired

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
@@ -132,27 +133,28 @@ func Join(ctx context.Context, h host.Host, dir, code string, opts JoinOptions) 
 	if inv.Inviter.ID == h.ID() {
 		return nil, fmt.Errorf("cloud: join %s: %w: the invite was made by this device", inv.Cloud, ErrInvalid)
 	}
-	if err := h.Connect(ctx, inv.Inviter); err != nil {
-		return nil, fmt.Errorf("cloud: join %s: cannot reach the inviter %s: %w", inv.Cloud, inv.Inviter.ID, err)
-	}
-	ctx, cancel := context.WithTimeout(ctx, opts.Timeout)
-	defer cancel()
-	str, err := h.NewStream(ctx, inv.Inviter.ID, JoinProtocol)
-	if err != nil {
-		return nil, fmt.Errorf("cloud: join %s: open join stream to %s %s: %w", inv.Cloud, inv.Inviter.ID, droppedHint, err)
-	}
-	defer str.Close()
-	str.SetDeadline(time.Now().Add(opts.Timeout))
+	// A connection held from before may lead to an earlier instance of the
+	// inviter that was killed: QUIC notices a dead peer only at its idle
+	// timeout, and libp2p opens new streams on the connection with the
+	// most streams, so the request would go nowhere. If the exchange fails
+	// on such a connection, it is closed and the join tried once more on a
+	// fresh one.
+	before := h.Network().ConnsToPeer(inv.Inviter.ID)
 	req := joinRequest{V: 1, Token: inv.Token[:], Name: opts.Name, Role: opts.Role, Admin: opts.Admin}
-	if err := writeMsg(str, req); err != nil {
-		str.Reset()
-		return nil, fmt.Errorf("cloud: join %s: send request %s: %w", inv.Cloud, droppedHint, err)
-	}
-	str.CloseWrite()
 	var resp joinResponse
-	if err := readMsg(bufio.NewReader(str), MaxResponseSize, &resp); err != nil {
-		str.Reset()
-		return nil, fmt.Errorf("cloud: join %s: read reply %s: %w", inv.Cloud, droppedHint, err)
+	for attempt := 0; ; attempt++ {
+		if err := h.Connect(ctx, inv.Inviter); err != nil {
+			return nil, fmt.Errorf("cloud: join %s: cannot reach the inviter %s: %w", inv.Cloud, inv.Inviter.ID, err)
+		}
+		var conn network.Conn
+		resp, conn, err = joinExchange(ctx, h, inv, req, opts.Timeout)
+		if err == nil {
+			break
+		}
+		if attempt > 0 || conn == nil || !slices.Contains(before, conn) || ctx.Err() != nil {
+			return nil, err
+		}
+		conn.Close()
 	}
 	if !resp.OK {
 		sentinel := errOfReason(resp.Reason)
@@ -201,4 +203,29 @@ func checkJoinReply(inv Invite, self peer.ID, opts JoinOptions, resp joinRespons
 		return nil, nil, err
 	}
 	return r, key, nil
+}
+
+// joinExchange sends the join request on a new stream to the inviter and
+// reads its reply. It returns the connection the stream ran on, if one
+// was opened, also on failure.
+func joinExchange(ctx context.Context, h host.Host, inv Invite, req joinRequest, timeout time.Duration) (joinResponse, network.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	str, err := h.NewStream(ctx, inv.Inviter.ID, JoinProtocol)
+	if err != nil {
+		return joinResponse{}, nil, fmt.Errorf("cloud: join %s: open join stream to %s %s: %w", inv.Cloud, inv.Inviter.ID, droppedHint, err)
+	}
+	defer str.Close()
+	str.SetDeadline(time.Now().Add(timeout))
+	if err := writeMsg(str, req); err != nil {
+		str.Reset()
+		return joinResponse{}, str.Conn(), fmt.Errorf("cloud: join %s: send request %s: %w", inv.Cloud, droppedHint, err)
+	}
+	str.CloseWrite()
+	var resp joinResponse
+	if err := readMsg(bufio.NewReader(str), MaxResponseSize, &resp); err != nil {
+		str.Reset()
+		return joinResponse{}, str.Conn(), fmt.Errorf("cloud: join %s: read reply %s: %w", inv.Cloud, droppedHint, err)
+	}
+	return resp, str.Conn(), nil
 }

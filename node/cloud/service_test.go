@@ -418,3 +418,63 @@ func TestServiceLifecycle(t *testing.T) {
 		t.Errorf("handlers left after Close: %v", h.Mux().Protocols())
 	}
 }
+
+// ghostOf starts a host with key (the identity of another, live device)
+// whose join protocol never answers: a connection to it stands for one to
+// an earlier instance of that device, killed, that the transport has not
+// yet noticed is dead. done ends its handlers.
+func ghostOf(t *testing.T, key crypto.PrivKey, protos ...protocol.ID) host.Host {
+	t.Helper()
+	g, err := libp2p.New(
+		libp2p.Identity(key),
+		libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"),
+		libp2p.DisableRelay(),
+		libp2p.ResourceManager(&network.NullResourceManager{}),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	t.Cleanup(func() { close(done); g.Close() })
+	for _, p := range protos {
+		g.SetStreamHandler(p, func(s network.Stream) {
+			select {
+			case <-done:
+			case <-time.After(time.Minute):
+			}
+			s.Reset()
+		})
+	}
+	return g
+}
+
+// TestJoinOverStaleConnection: the joining device still holds a connection
+// to a dead instance of the inviter (an inviter killed mid-join and
+// restarted, before QUIC's idle timeout). The join must not time out on
+// it: it closes that connection and redoes the exchange on a fresh one.
+func TestJoinOverStaleConnection(t *testing.T) {
+	h, key := newHost(t)
+	st, err := Create(filepath.Join(t.TempDir(), "laptop"), "laptop", key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := startService(t, h, st, nil)
+	ghost := ghostOf(t, key, JoinProtocol)
+	joiner, _ := newHost(t)
+	ctx := testCtx(t)
+	if err := joiner.Connect(ctx, peer.AddrInfo{ID: ghost.ID(), Addrs: ghost.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	joiner.Peerstore().ClearAddrs(ghost.ID()) // only the connection is left of the dead instance
+	_, code, err := a.svc.NewInvite(0, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := Join(ctx, joiner, t.TempDir(), code, JoinOptions{Name: "phone", Timeout: time.Second})
+	if err != nil {
+		t.Fatalf("join over a stale connection: %v", err)
+	}
+	if !js.IsMember(joiner.ID()) || !a.svc.IsMember(joiner.ID()) {
+		t.Error("joiner not a member on both sides")
+	}
+}

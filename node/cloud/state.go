@@ -425,17 +425,25 @@ type admission struct {
 }
 
 // admit redeems token for joiner and adds it to the roster, all under one
-// lock: token checks first (unknown, used, expired, admin not allowed),
-// then the joiner (revoked, already a member, name taken), then the
-// invite is marked used and stored before the roster is signed and stored,
-// so a crash in between fails closed (the invite is spent, nobody added).
+// lock: token checks first (unknown, used by another device, expired,
+// admin not allowed), then the joiner (revoked, already a member as
+// someone else, name taken), then the invite is marked used (by joiner)
+// and stored before the roster is signed and stored, so a crash in
+// between fails closed (the invite is spent, nobody added).
+//
+// A joiner already on the roster exactly as it asks to be (same name,
+// role and admin flag) is admitted again without a roster change: the
+// inviter may have stored the roster naming it and then crashed, or lost
+// the connection, before the reply carried the roster and the secret. It
+// may redo the join with the same invite (which records who used it) or a
+// fresh one.
 func (s *State) admit(joiner peer.ID, token []byte, name string, role Role, wantAdmin bool, now time.Time) (admission, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.key == nil {
 		return admission{}, ErrNotAdmin
 	}
-	i, err := redeem(s.pending, token, now)
+	i, err := redeem(s.pending, token, joiner, now)
 	if err != nil {
 		return admission{}, err
 	}
@@ -443,17 +451,25 @@ func (s *State) admit(joiner peer.ID, token []byte, name string, role Role, want
 		return admission{}, ErrAdminNotAllowed
 	}
 	m := Member{Peer: joiner, Name: name, Role: role, Admin: wantAdmin, Added: now}
-	if _, err := s.roster.AddMember(m); err != nil {
-		return admission{}, err
+	old, again := s.roster.find(joiner)
+	again = again && !old.IsRevoked() && old.Name == name && old.Role == role && old.Admin == wantAdmin
+	if !again {
+		if _, err := s.roster.AddMember(m); err != nil {
+			return admission{}, err
+		}
 	}
-	s.pending[i].Used = true
-	s.pending = prunePending(s.pending, now)
-	if err := s.savePending(); err != nil {
-		return admission{}, err
+	if !s.pending[i].Used {
+		s.pending[i].Used, s.pending[i].Peer = true, joiner
+		s.pending = prunePending(s.pending, now)
+		if err := s.savePending(); err != nil {
+			return admission{}, err
+		}
 	}
-	r, err := s.changeLocked("admit", func(r *Roster) (*Roster, error) { return r.AddMember(m) })
-	if err != nil {
-		return admission{}, err
+	r := s.roster
+	if !again {
+		if r, err = s.changeLocked("admit", func(r *Roster) (*Roster, error) { return r.AddMember(m) }); err != nil {
+			return admission{}, err
+		}
 	}
 	a := admission{roster: r, secret: slices.Clone(s.secret)}
 	if wantAdmin {

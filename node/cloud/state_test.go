@@ -255,3 +255,73 @@ func TestAdmitRevoked(t *testing.T) {
 		t.Error("refusing a revoked joiner spent the invite")
 	}
 }
+
+// TestAdmitAgainAfterLostReply: the inviter stores the roster naming the
+// joiner, then the reply is lost (the inviter crashed or the connection
+// broke). The joiner redoes the join with the same invite or a fresh one
+// and gets the roster and the secret, with no new roster version; another
+// device cannot reuse the spent invite, and the member cannot come back
+// under another name.
+func TestAdmitAgainAfterLostReply(t *testing.T) {
+	dev := newKey(t)
+	dir := t.TempDir()
+	s, err := Create(dir, "laptop", dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	self, _ := peer.IDFromPrivateKey(dev)
+	addrs := []multiaddr.Multiaddr{multiaddr.StringCast("/ip4/127.0.0.1/tcp/4001/p2p/" + self.String())}
+	inv, _, err := s.NewInvite(addrs, 0, true, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	joiner := newPeer(t)
+	first, err := s.admit(joiner, inv.Token[:], "phone", RoleDevice, false, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The inviter restarts: what it stored is all it knows.
+	l, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh, _, err := l.NewInvite(addrs, 0, false, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name  string
+		peer  peer.ID
+		token []byte
+		as    string
+		role  Role
+		err   error
+	}{
+		{"same invite", joiner, inv.Token[:], "phone", RoleDevice, nil},
+		{"same invite, another device", newPeer(t), inv.Token[:], "tablet", RoleDevice, ErrInviteUsed},
+		{"same invite, another name", joiner, inv.Token[:], "phone2", RoleDevice, ErrExists},
+		{"same invite, another role", joiner, inv.Token[:], "phone", RoleServer, ErrExists},
+		{"fresh invite", joiner, fresh.Token[:], "phone", RoleDevice, nil},
+		{"fresh invite again", joiner, fresh.Token[:], "phone", RoleDevice, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a, err := l.admit(tt.peer, tt.token, tt.as, tt.role, false, t0.Add(time.Minute))
+			if !errors.Is(err, tt.err) || (tt.err == nil) != (err == nil) {
+				t.Fatalf("admit = %v, want %v", err, tt.err)
+			}
+			if l.Roster().Version != first.roster.Version {
+				t.Errorf("roster version %d, want %d unchanged", l.Roster().Version, first.roster.Version)
+			}
+			if err != nil {
+				return
+			}
+			if !a.roster.IsMember(joiner) || !bytes.Equal(a.secret, s.Secret()) || a.key != nil {
+				t.Errorf("admission: member=%v secret=%v key=%v", a.roster.IsMember(joiner), bytes.Equal(a.secret, s.Secret()), a.key != nil)
+			}
+		})
+	}
+	if n := l.PendingInvites(t0); n != 0 {
+		t.Errorf("%d invites pending, want 0: the fresh one was spent", n)
+	}
+}
