@@ -3,8 +3,11 @@ package cloud
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"os"
 	"slices"
 	"sync"
 	"time"
@@ -14,6 +17,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/multiformats/go-multiaddr"
+	msmux "github.com/multiformats/go-multistream"
 )
 
 // Protocol IDs.
@@ -31,6 +35,18 @@ const (
 // a stalled stranger from holding a stream for long.
 const DefaultTimeout = 10 * time.Second
 
+// DefaultSyncInterval is how often a Service exchanges rosters with every
+// connected member besides on each new connection. A roster change is
+// pushed at once when it is made; the periodic exchange carries one that
+// was lost (the admin was killed after signing it, before pushing it) and
+// finds connections that no longer carry anything (see syncOnce). Once
+// every 30 s is one small message each way per member.
+const DefaultSyncInterval = 30 * time.Second
+
+// maxSyncAttempts bounds the exchanges one sync request makes when each
+// fails on a dead connection that is then closed.
+const maxSyncAttempts = 3
+
 // Config configures a Service. Host is required; everything else has a
 // working zero value.
 type Config struct {
@@ -47,6 +63,11 @@ type Config struct {
 	Now func() time.Time
 	// Timeout bounds one protocol exchange. Default DefaultTimeout.
 	Timeout time.Duration
+	// SyncInterval is how often rosters are exchanged with every
+	// connected member, and connections to revoked devices closed, besides
+	// on each new connection. Default DefaultSyncInterval; negative: only
+	// on connection.
+	SyncInterval time.Duration
 }
 
 // Service runs the join and roster protocols for one device, disconnects
@@ -58,6 +79,7 @@ type Service struct {
 	log     *slog.Logger
 	now     func() time.Time
 	timeout time.Duration
+	every   time.Duration
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
@@ -66,7 +88,7 @@ type Service struct {
 	mu      sync.Mutex
 	started bool
 	closed  bool
-	syncing map[peer.ID]bool // a sync runs for the peer; true: run once more
+	syncing map[peer.ID]*syncReq // a sync runs for the peer
 	wg      sync.WaitGroup
 }
 
@@ -90,7 +112,8 @@ func New(cfg Config) (*Service, error) {
 		log:     cfg.Logger,
 		now:     cfg.Now,
 		timeout: cfg.Timeout,
-		syncing: map[peer.ID]bool{},
+		every:   cfg.SyncInterval,
+		syncing: map[peer.ID]*syncReq{},
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -101,14 +124,18 @@ func New(cfg Config) (*Service, error) {
 	if s.timeout <= 0 {
 		s.timeout = DefaultTimeout
 	}
+	if s.every == 0 {
+		s.every = DefaultSyncInterval
+	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.notify = &network.NotifyBundle{ConnectedF: func(_ network.Network, c network.Conn) { s.onConnect(c.RemotePeer()) }}
+	s.notify = &network.NotifyBundle{ConnectedF: func(_ network.Network, c network.Conn) { s.onConnect(c.RemotePeer(), c) }}
 	return s, nil
 }
 
 // Start registers the stream handlers and the connection watcher, then
-// starts a roster exchange with every member already connected. It
-// returns at once; it is an error to start a Service twice or after Close.
+// starts a roster exchange with every member already connected, and the
+// periodic exchange (Config.SyncInterval). It returns at once; it is an
+// error to start a Service twice or after Close.
 func (s *Service) Start(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("cloud: start: %w", err)
@@ -123,8 +150,9 @@ func (s *Service) Start(ctx context.Context) error {
 	s.host.SetStreamHandler(JoinProtocol, s.tracked(s.handleJoin))
 	s.host.SetStreamHandler(RosterProtocol, s.tracked(s.handleRoster))
 	s.host.Network().Notify(s.notify)
-	for _, p := range s.host.Network().Peers() {
-		s.onConnect(p)
+	s.syncAll()
+	if s.every > 0 {
+		s.spawn(s.syncPeriodically)
 	}
 	s.log.Info("cloud: started", "cloud", s.state.ID().String(), "version", s.state.Roster().Version, "admin", s.state.IsAdmin())
 	return nil
@@ -220,16 +248,41 @@ func (s *Service) Rename(nameOrPeer, name string) (*Roster, error) {
 }
 
 // Sync exchanges rosters with p now and waits for the exchange. Exchanges
-// also run by themselves whenever a member connects.
+// also run by themselves whenever a member connects and every
+// Config.SyncInterval.
 func (s *Service) Sync(ctx context.Context, p peer.ID) error {
 	if !s.state.IsMember(p) {
 		return fmt.Errorf("cloud: sync %s: %w", p, ErrNotFound)
 	}
-	return s.syncOnce(ctx, p)
+	_, err := s.syncOnce(ctx, p, nil)
+	return err
+}
+
+// syncAll acts on every connected peer as on a new connection: revoked
+// devices are disconnected, members get a roster exchange.
+func (s *Service) syncAll() {
+	for _, p := range s.host.Network().Peers() {
+		s.onConnect(p, nil)
+	}
+}
+
+// syncPeriodically runs syncAll every s.every until Close.
+func (s *Service) syncPeriodically() {
+	t := time.NewTicker(s.every)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+			s.syncAll()
+		}
+	}
 }
 
 // onConnect runs in the swarm's notification path, so it only schedules.
-func (s *Service) onConnect(p peer.ID) {
+// c is the new connection, nil when called for a peer already connected.
+func (s *Service) onConnect(p peer.ID, c network.Conn) {
 	switch {
 	case s.state.IsRevoked(p):
 		s.spawn(func() {
@@ -237,7 +290,7 @@ func (s *Service) onConnect(p peer.ID) {
 			s.host.Network().ClosePeer(p)
 		})
 	case s.state.IsMember(p) && p != s.host.ID():
-		s.requestSync(p)
+		s.requestSync(p, c)
 	}
 }
 
@@ -255,29 +308,61 @@ func (s *Service) spawn(f func()) {
 	}()
 }
 
+// syncReq is the state of the sync running for one peer.
+type syncReq struct {
+	again bool         // run once more when this exchange ends
+	conn  network.Conn // the connection to use next, if set and open
+}
+
 // requestSync starts a roster exchange with p, or, if one is running,
-// asks it to run once more so it carries the latest roster.
-func (s *Service) requestSync(p peer.ID) {
+// asks it to run once more so it carries the latest roster. c, if not
+// nil, is the connection to run it on: the newest one, which a peer that
+// restarted just made, while libp2p would pick the one with the most
+// streams, perhaps to the peer's killed instance.
+func (s *Service) requestSync(p peer.ID, c network.Conn) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return
 	}
-	if _, running := s.syncing[p]; running {
-		s.syncing[p] = true
+	if r, running := s.syncing[p]; running {
+		r.again = true
+		if c != nil {
+			r.conn = c
+		}
 		return
 	}
-	s.syncing[p] = false
+	r := &syncReq{conn: c}
+	s.syncing[p] = r
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
+		failed := 0
 		for {
-			if err := s.syncOnce(s.ctx, p); err != nil {
+			s.mu.Lock()
+			c := r.conn
+			r.conn, r.again = nil, false
+			s.mu.Unlock()
+			broken, err := s.syncOnce(s.ctx, p, c)
+			if err != nil {
 				s.log.Debug("cloud: roster exchange failed", "peer", p.String(), "err", err)
 			}
+			if broken != nil && s.ctx.Err() == nil {
+				// A member that does not answer a roster exchange within
+				// the timeout on a connection is not there: most likely
+				// an earlier instance of it was killed and the transport
+				// (QUIC notices only at its idle timeout) has not seen it.
+				// New streams would keep going to that connection.
+				s.log.Info("cloud: closing a connection on which a member did not answer", "peer", p.String(), "addr", broken.RemoteMultiaddr().String(), "err", err)
+				broken.Close()
+				if failed++; failed < maxSyncAttempts && s.host.Network().Connectedness(p) == network.Connected {
+					s.mu.Lock()
+					r.again = true
+					s.mu.Unlock()
+				}
+			}
 			s.mu.Lock()
-			if again := s.syncing[p]; again && !s.closed {
-				s.syncing[p] = false
+			if r.again && !s.closed {
 				s.mu.Unlock()
 				continue
 			}
@@ -288,14 +373,43 @@ func (s *Service) requestSync(p peer.ID) {
 	}()
 }
 
+// openRoster opens a roster stream to p, on c if c is set and open, else
+// on the connection libp2p picks (never dialling).
+func (s *Service) openRoster(ctx context.Context, p peer.ID, c network.Conn) (network.Stream, error) {
+	if c == nil || c.IsClosed() {
+		return s.host.NewStream(network.WithNoDial(ctx, "roster exchange"), p, RosterProtocol)
+	}
+	str, err := c.NewStream(ctx)
+	if err != nil {
+		return nil, err
+	}
+	str.SetDeadline(time.Now().Add(s.timeout))
+	if err := str.SetProtocol(RosterProtocol); err != nil {
+		str.Reset()
+		return nil, err
+	}
+	if err := msmux.SelectProtoOrFail(RosterProtocol, str); err != nil {
+		str.Reset()
+		return nil, err
+	}
+	return str, nil
+}
+
 // syncOnce is the initiator's side of the roster protocol: send our
-// roster, read the reply, accept a newer roster if one comes back.
-func (s *Service) syncOnce(ctx context.Context, p peer.ID) error {
+// roster, read the reply, accept a newer roster if one comes back. It
+// runs on c if c is set and open. When the exchange timed out for want of
+// an answer, it returns the connection it ran on as broken; a reset (a
+// peer that refuses us is alive), a malformed or refused message is not
+// that.
+func (s *Service) syncOnce(ctx context.Context, p peer.ID, c network.Conn) (broken network.Conn, err error) {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	str, err := s.host.NewStream(network.WithNoDial(ctx, "roster exchange on connect"), p, RosterProtocol)
+	str, err := s.openRoster(ctx, p, c)
 	if err != nil {
-		return fmt.Errorf("cloud: sync %s: %w", p, err)
+		if c != nil && isTimeout(err) {
+			broken = c
+		}
+		return broken, fmt.Errorf("cloud: sync %s: %w", p, err)
 	}
 	defer str.Close()
 	str.SetDeadline(time.Now().Add(s.timeout))
@@ -303,22 +417,28 @@ func (s *Service) syncOnce(ctx context.Context, p peer.ID) error {
 	b, err := mine.Encode()
 	if err != nil {
 		str.Reset()
-		return err
+		return nil, err
 	}
 	if err := writeMsg(str, rosterMsg{Version: mine.Version, Roster: b}); err != nil {
 		str.Reset()
-		return fmt.Errorf("cloud: sync %s: %w", p, err)
+		if isTimeout(err) {
+			broken = str.Conn()
+		}
+		return broken, fmt.Errorf("cloud: sync %s: %w", p, err)
 	}
 	str.CloseWrite()
 	var reply rosterMsg
 	if err := readMsg(bufio.NewReader(str), MaxResponseSize, &reply); err != nil {
 		str.Reset()
-		return fmt.Errorf("cloud: sync %s: %w", p, err)
+		if isTimeout(err) {
+			broken = str.Conn()
+		}
+		return broken, fmt.Errorf("cloud: sync %s: %w", p, err)
 	}
 	if len(reply.Roster) > 0 {
-		return s.accept(p, reply.Roster)
+		return nil, s.accept(p, reply.Roster)
 	}
-	return nil
+	return nil, nil
 }
 
 // handleRoster is the responder's side of the roster protocol.
@@ -380,7 +500,11 @@ func (s *Service) rosterChanged(r *Roster) {
 	if r.IsRevoked(s.host.ID()) {
 		s.log.Error("cloud: this device has been revoked from the cloud", "cloud", r.Cloud.String())
 	}
-	for _, p := range s.host.Network().Peers() {
-		s.onConnect(p)
-	}
+	s.syncAll()
+}
+
+// isTimeout reports whether err is a deadline passing, not a refusal.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded)
 }

@@ -84,10 +84,17 @@ type device struct {
 }
 
 func startService(t *testing.T, h host.Host, st *State, now func() time.Time) *device {
+	return startServiceWith(t, h, st, Config{Now: now, Timeout: 5 * time.Second})
+}
+
+// startServiceWith starts a service for st on h with cfg (Host, State and
+// Logger filled in).
+func startServiceWith(t *testing.T, h host.Host, st *State, cfg Config) *device {
 	t.Helper()
 	d := &device{h: h, log: &syncBuffer{}, dir: st.Dir()}
-	svc, err := New(Config{Host: h, State: st, Now: now, Timeout: 5 * time.Second,
-		Logger: slog.New(slog.NewTextHandler(d.log, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	cfg.Host, cfg.State = h, st
+	cfg.Logger = slog.New(slog.NewTextHandler(d.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	svc, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -476,5 +483,73 @@ func TestJoinOverStaleConnection(t *testing.T) {
 	}
 	if !js.IsMember(joiner.ID()) || !a.svc.IsMember(joiner.ID()) {
 		t.Error("joiner not a member on both sides")
+	}
+}
+
+// TestRevocationReachesMemberOverStaleConnection: the admin signed a
+// revocation and was killed before pushing it; it is back, connected, but
+// the member b still holds a connection to the killed instance, the one
+// libp2p picks for new streams (it has the most). b's periodic roster
+// exchange must find that connection dead, close it, learn the
+// revocation over the live one, and disconnect the revoked device.
+func TestRevocationReachesMemberOverStaleConnection(t *testing.T) {
+	ha, keyA := newHost(t)
+	sa, err := Create(filepath.Join(t.TempDir(), "laptop"), "laptop", keyA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := startServiceWith(t, ha, sa, Config{SyncInterval: -1}) // a never starts an exchange by itself
+	ctx := testCtx(t)
+	joinWith := func(name string, cfg Config) *device {
+		h, _ := newHost(t)
+		_, code, err := a.svc.NewInvite(0, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := Join(ctx, h, filepath.Join(t.TempDir(), name), code, JoinOptions{Name: name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return startServiceWith(t, h, st, cfg)
+	}
+	b := joinWith("phone", Config{SyncInterval: 200 * time.Millisecond, Timeout: time.Second})
+	c := joinWith("tablet", Config{SyncInterval: -1})
+	eventually(t, 5*time.Second, "b never learned c joined", func() bool { return b.svc.IsMember(c.h.ID()) })
+	if err := b.h.Connect(ctx, peer.AddrInfo{ID: c.h.ID(), Addrs: c.h.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+
+	const hang = protocol.ID("/test/hang")
+	ghost := ghostOf(t, keyA, RosterProtocol, hang)
+	// The ghost dials b: b's swarm would reuse its connection to a.
+	if err := ghost.Connect(ctx, peer.AddrInfo{ID: b.h.ID(), Addrs: b.h.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	var stale network.Conn
+	for _, cn := range b.h.Network().ConnsToPeer(ghost.ID()) {
+		if cn.Stat().Direction == network.DirInbound {
+			stale = cn
+		}
+	}
+	if stale == nil || len(b.h.Network().ConnsToPeer(ghost.ID())) != 2 {
+		t.Fatal("no second connection to the admin's peer ID")
+	}
+	for range 3 { // more streams than the live connection: libp2p's pick
+		if _, err := stale.NewStream(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := sa.Revoke("tablet", time.Now()); err != nil { // signed, never pushed
+		t.Fatal(err)
+	}
+	eventually(t, 15*time.Second, "b never learned the revocation", func() bool { return b.svc.State().IsRevoked(c.h.ID()) })
+	eventually(t, 5*time.Second, "b still connected to the revoked device", func() bool {
+		return b.h.Network().Connectedness(c.h.ID()) != network.Connected
+	})
+	if !stale.IsClosed() {
+		t.Error("b kept the dead connection open")
+	}
+	if !strings.Contains(b.log.String(), "did not answer") {
+		t.Errorf("b did not log closing the dead connection:\n%s", b.log)
 	}
 }
