@@ -3,15 +3,18 @@ package netns_test
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/signal"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -38,6 +41,8 @@ import (
 //	udpecho  answers each UDP datagram with the sender's address as seen
 //	udpprobe sends from one port to each server and prints what they saw
 //	metrics  prints the /metrics of the daemon of PCNODE_NETNS_HOME
+//	tcpsink  accepts one TCP connection, prints the bytes it carried and their SHA-256
+//	tcpsend  sends PCNODE_NETNS_BYTES pseudo-random bytes to a tcpsink
 const roleEnv = "PCNODE_NETNS_ROLE"
 
 // agentLifetime bounds every agent: a test that forgets one does not
@@ -70,6 +75,10 @@ func TestMain(m *testing.M) {
 		err = runUDPProbe(ctx)
 	case "metrics":
 		err = runMetrics(ctx)
+	case "tcpsink":
+		err = runTCPSink(ctx)
+	case "tcpsend":
+		err = runTCPSend(ctx)
 	default:
 		err = fmt.Errorf("unknown role %q", role)
 	}
@@ -140,6 +149,60 @@ func runUDPProbe(ctx context.Context) error {
 		}
 		fmt.Println(seen)
 	}
+	return nil
+}
+
+// runTCPSink: PCNODE_NETNS_LISTEN is host:port. It prints "ready", then,
+// for the one connection it accepts, "<bytes> <sha256 hex>" once the
+// sender has closed it.
+func runTCPSink(ctx context.Context) error {
+	l, err := net.Listen("tcp4", os.Getenv("PCNODE_NETNS_LISTEN"))
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	go func() { <-ctx.Done(); l.Close() }()
+	fmt.Println("ready")
+	c, err := l.Accept()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	go func() { <-ctx.Done(); c.Close() }()
+	h := sha256.New()
+	n, err := io.Copy(h, c)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("%d %x\n", n, h.Sum(nil))
+	return nil
+}
+
+// runTCPSend: PCNODE_NETNS_SERVERS is the sink's host:port,
+// PCNODE_NETNS_BYTES the count. It prints the SHA-256 of what it sent.
+func runTCPSend(ctx context.Context) error {
+	n, err := strconv.ParseInt(os.Getenv("PCNODE_NETNS_BYTES"), 10, 64)
+	if err != nil {
+		return err
+	}
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp4", os.Getenv("PCNODE_NETNS_SERVERS"))
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	go func() { <-ctx.Done(); c.Close() }()
+	h := sha256.New()
+	src := io.TeeReader(io.LimitReader(rand.NewChaCha8([32]byte{byte(n)}), n), h)
+	if _, err := io.Copy(c, src); err != nil {
+		return err
+	}
+	if err := c.(*net.TCPConn).CloseWrite(); err != nil {
+		return err
+	}
+	// Wait for the sink to close: then everything has arrived.
+	_, _ = io.Copy(io.Discard, c)
+	fmt.Printf("%x\n", h.Sum(nil))
 	return nil
 }
 

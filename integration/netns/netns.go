@@ -98,6 +98,7 @@ type Testbed struct {
 	mu     sync.Mutex
 	nss    []string // namespaces made, in order
 	procs  []*Proc
+	lines  map[*Link]*delayLine // user-space delay lines running
 	closed bool
 }
 
@@ -170,9 +171,16 @@ func (tb *Testbed) close() {
 	tb.closed = true
 	procs := tb.procs
 	nss := tb.nss
+	lines := tb.lines
+	tb.lines = nil
 	tb.mu.Unlock()
 	for _, p := range procs {
 		p.Stop()
+	}
+	// The lines' sockets would keep their switch namespaces alive after
+	// `ip netns del`; their interfaces go with the namespaces.
+	for _, dl := range lines {
+		dl.pump.Close()
 	}
 	for i := len(nss) - 1; i >= 0; i-- {
 		killInside(nss[i])

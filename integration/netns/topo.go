@@ -3,7 +3,6 @@ package netns
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"net/netip"
 	"os/exec"
@@ -240,83 +239,6 @@ func (tb *Testbed) Cut(l *Link) {
 func (tb *Testbed) Heal(l *Link) {
 	tb.t.Helper()
 	tb.must("ip", "-n", l.LAN.Switch, "link", "set", l.Port, "up")
-}
-
-// Impairment is what Impair does to a link, in each direction.
-type Impairment struct {
-	Delay time.Duration // added one-way delay; 0 = none
-	Loss  float64       // fraction of packets dropped, 0 to 1
-}
-
-// ErrNoNetem is returned by Impair when the kernel has no netem qdisc
-// (CONFIG_NET_SCH_NETEM) and a delay was asked for; loss alone is then
-// made with nftables instead.
-var ErrNoNetem = errors.New("netns: the kernel has no netem qdisc (CONFIG_NET_SCH_NETEM): no delay emulation")
-
-// Impair adds delay and loss to both directions of l: a netem qdisc on
-// the host's interface and one on the bridge port. Without netem in the
-// kernel, loss alone falls back to nftables rules that drop that fraction
-// of the packets arriving at either end (netdev ingress, numgen random),
-// and a delay fails with ErrNoNetem. A zero Impairment clears the link.
-func (tb *Testbed) Impair(l *Link, im Impairment) error {
-	tb.t.Helper()
-	ends := [][2]string{{l.Host.NS, l.Iface}, {l.LAN.Switch, l.Port}}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	for _, e := range ends {
-		_ = run(ctx, "tc", "-n", e[0], "qdisc", "del", "dev", e[1], "root")
-		_ = run(ctx, "ip", "netns", "exec", e[0], "nft", "delete", "table", "netdev", "pcnode_loss_"+e[1])
-	}
-	if im == (Impairment{}) {
-		return nil
-	}
-	if im.Loss < 0 || im.Loss > 1 || im.Delay < 0 {
-		return fmt.Errorf("netns: impair %s: bad impairment %+v", l, im)
-	}
-	netem := true
-	for _, e := range ends {
-		args := []string{"-n", e[0], "qdisc", "replace", "dev", e[1], "root", "netem"}
-		if im.Delay > 0 {
-			args = append(args, "delay", fmt.Sprintf("%dus", im.Delay.Microseconds()))
-		}
-		if im.Loss > 0 {
-			args = append(args, "loss", fmt.Sprintf("%.3f%%", im.Loss*100))
-		}
-		err := run(ctx, "tc", args...)
-		if err != nil && strings.Contains(err.Error(), "qdisc kind is unknown") {
-			netem = false
-			break
-		}
-		if err != nil {
-			return fmt.Errorf("netns: impair %s: %w", l, err)
-		}
-	}
-	if netem {
-		return nil
-	}
-	if im.Delay > 0 {
-		return ErrNoNetem
-	}
-	// numgen random mod 1000 < N drops N per mille at each end.
-	rule := fmt.Sprintf("numgen random mod 1000 < %d drop", int(im.Loss*1000+0.5))
-	if im.Loss >= 0.9995 {
-		rule = "drop" // nft refuses "< 1000" on a mod-1000 value
-	}
-	for _, e := range ends {
-		script := fmt.Sprintf(`table netdev pcnode_loss_%[1]s {
-	chain in {
-		type filter hook ingress device "%[1]s" priority filter; policy accept;
-		%[2]s
-	}
-}
-`, e[1], rule)
-		cmd := exec.CommandContext(ctx, "ip", "netns", "exec", e[0], "nft", "-f", "-")
-		cmd.Stdin = strings.NewReader(script)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("netns: impair %s: nft: %w: %s", l, err, bytes.TrimSpace(out))
-		}
-	}
-	return nil
 }
 
 // Command returns a command that runs name with args inside h (through
