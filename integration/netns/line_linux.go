@@ -136,4 +136,3 @@ func txChecksum(ifname string, on bool) (was bool, err error) {
 func noIPv6(ifname string) {
 	_ = os.WriteFile(filepath.Join("/proc/sys/net/ipv6/conf", ifname, "disable_ipv6"), []byte("1"), 0o644)
 }
-
