@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	ipld "github.com/ipfs/go-ipld-format"
@@ -150,6 +151,10 @@ type Folder struct {
 	wg     sync.WaitGroup
 	notify *network.NotifyBundle
 	watch  *watcher
+
+	parts partials // partial files held by a batch (direct.go)
+	// streamed counts the block bytes received over the DAG stream.
+	streamed atomic.Int64
 
 	// Files whose references the store found stale: the next scan
 	// re-hashes them whatever their stat says. Its own lock, because the
@@ -407,6 +412,7 @@ func (f *Folder) run(ctx context.Context) {
 			f.doScan(ctx)
 			f.doPull(ctx, retry)
 			f.pruneVersions()
+			f.prunePartials()
 		case <-retry.C:
 			f.doPull(ctx, retry)
 		}

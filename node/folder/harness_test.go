@@ -58,12 +58,12 @@ func newDevs(t *testing.T, n int, id string, tweak func(i int, c *Config)) ([]*d
 			t.Fatal(err)
 		}
 		base := t.TempDir()
-		store, err := blobstore.Open(ctx, blobstore.Config{Dir: filepath.Join(base, "blocks"), NoSync: true})
+		store, err := blobstore.Open(ctx, blobstore.Config{Dir: filepath.Join(base, "blocks"), NoSync: os.Getenv("FOLDER_SYNC") == ""})
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { store.Close() })
-		h, err := p2p.New(p2p.Config{Key: key, Blockstore: store, Profile: p2p.ProfileLocal, DHTPrefix: "/pcnode-test"})
+		h, err := p2p.New(p2p.Config{Key: key, Blockstore: store, Profile: p2p.ProfileLocal, DHTPrefix: "/pcnode-test", DAGStreamAllowed: net.isMember})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -116,4 +117,48 @@ func TestInitialIndexSync(t *testing.T) {
 	if took > 30*time.Second {
 		t.Errorf("initial index sync of %d entries took %v (target 30 s)", n, took)
 	}
+}
+
+// A large file from the start of the scan on A to identical on B (issue
+// 4: 1 GiB at 300 MiB/s or more). FOLDER_BIG=<MiB> runs it (with
+// FOLDER_SYNC=1 for durable stores, as a daemon has); it is for
+// measuring and profiling, and is skipped otherwise.
+func TestLargeFileThroughput(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv("FOLDER_BIG"))
+	if n <= 0 {
+		t.Skip("FOLDER_BIG=<MiB> runs it")
+	}
+	devs, _ := newDevs(t, 2, "bigfile", func(i int, c *Config) {
+		c.NoWatch = true
+		if os.Getenv("FOLDER_DEBUG") != "" {
+			c.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		}
+	})
+	a, b := devs[0], devs[1]
+	if err := os.MkdirAll(a.dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	fd, err := os.Create(filepath.Join(a.dir, "big.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 1<<20)
+	for range n {
+		_, _ = rand.Read(buf)
+		if _, err := fd.Write(buf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := fd.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b.start(t)
+	connect(t, a, b)
+	start := time.Now()
+	a.start(t)
+	waitEvery(t, 20*time.Millisecond, 10*time.Minute, "a scanned", func() bool { return a.f.Status().Files == 1 })
+	scanned := time.Since(start)
+	waitEvery(t, 20*time.Millisecond, 10*time.Minute, "b has the file", func() bool { return b.f.Status().Files == 1 })
+	took := time.Since(start)
+	t.Logf("%d MiB: scanned on A in %v, on B after %v: %.0f MiB/s", n, scanned.Round(time.Millisecond), took.Round(time.Millisecond), float64(n)/took.Seconds())
 }

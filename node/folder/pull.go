@@ -175,22 +175,15 @@ func (f *Folder) pull(ctx context.Context) error {
 	for i := 0; i < len(files); i += pullBatch {
 		chunks = append(chunks, files[i:min(i+pullBatch, len(files))])
 	}
-	type fetchResult struct {
-		fetched map[cid.Cid]bool
-		err     error
-	}
 	prefetch := func(as []action) chan fetchResult {
 		ch := make(chan fetchResult, 1)
-		go func() {
-			fetched, err := f.fetch(ctx, as)
-			ch <- fetchResult{fetched, err}
-		}()
+		go func() { ch <- f.fetch(ctx, as) }()
 		return ch
 	}
 	var pending chan fetchResult
 	defer func() {
 		if pending != nil {
-			<-pending
+			(<-pending).release(f)
 		}
 	}()
 	if len(chunks) > 0 {
@@ -202,7 +195,7 @@ func (f *Folder) pull(ctx context.Context) error {
 		if i+1 < len(chunks) {
 			pending = prefetch(chunks[i+1])
 		}
-		recs, errs := f.applyFiles(ctx, chunk, res.fetched, res.err)
+		recs, errs := f.applyFiles(ctx, chunk, res)
 		for p, err := range errs {
 			fail(p, err)
 		}
@@ -393,7 +386,7 @@ func (f *Folder) applyDelete(a action) (*record, error) {
 const stageWorkers = 8
 
 // stageAll stages every action without an error yet, recording failures in errs.
-func (f *Folder) stageAll(ctx context.Context, as []action, errs map[string]error) []staged {
+func (f *Folder) stageAll(ctx context.Context, as []action, parts map[string]*partial, errs map[string]error) []staged {
 	out := make([]staged, len(as))
 	fails := make([]error, len(as))
 	dirs := &dirCache{made: map[string]bool{}}
@@ -424,6 +417,12 @@ func (f *Folder) stageAll(ctx context.Context, as []action, errs map[string]erro
 			defer wg.Done()
 			for g := range next {
 				for _, i := range g {
+					if pt := parts[as[i].want.Path]; pt != nil {
+						var ok bool
+						if out[i], ok, fails[i] = f.stagePartial(pt, dirs); ok || fails[i] != nil {
+							continue
+						}
+					}
 					out[i], fails[i] = f.stage(ctx, as[i], dirs)
 				}
 			}
@@ -449,10 +448,11 @@ func (f *Folder) stageAll(ctx context.Context, as []action, errs map[string]erro
 
 // staged is a file written under a temporary name, waiting for its rename.
 type staged struct {
-	a   action
-	tmp string
-	dst string
-	st  diskStat // of tmp; a rename keeps inode, size, mtime and mode
+	a       action
+	tmp     string
+	dst     string
+	st      diskStat // of tmp; a rename keeps inode, size, mtime and mode
+	partial bool     // tmp is a partial file (direct.go), kept when not placed
 }
 
 // dirCache remembers the directories one batch made sure exist, so that
@@ -486,37 +486,45 @@ func (c *dirCache) ensure(dir string) error {
 // name, and at worst temporary files, which the next scan removes.
 // fetched names the roots whose blocks the fetch brought: their copies go
 // once the files reference them.
-func (f *Folder) applyFiles(ctx context.Context, as []action, fetched map[cid.Cid]bool, fetchErr error) ([]*record, map[string]error) {
+func (f *Folder) applyFiles(ctx context.Context, as []action, res fetchResult) ([]*record, map[string]error) {
 	errs := map[string]error{}
 	t0 := time.Now()
 	defer func() { f.log.Debug("applied files", "n", len(as), "took", time.Since(t0)) }()
-	if fetchErr != nil {
+	if res.err != nil {
 		// Fetch what can be fetched one by one, up to the first file that
 		// cannot be (each failure costs a fetch stall); the rest waits
 		// for the next pull.
-		fetched = map[cid.Cid]bool{}
+		res.release(f)
+		res = fetchResult{fetched: map[cid.Cid]bool{}, parts: map[string]*partial{}}
 		var stuck error
 		for _, a := range as {
 			if stuck != nil {
 				errs[a.want.Path] = stuck
 				continue
 			}
-			got, err := f.fetch(ctx, []action{a})
-			if err != nil {
-				errs[a.want.Path] = err
-				stuck = err
+			got := f.fetch(ctx, []action{a})
+			if got.err != nil {
+				errs[a.want.Path] = got.err
+				stuck = got.err
 			}
-			for c := range got {
-				fetched[c] = true
+			for c := range got.fetched {
+				res.fetched[c] = true
+			}
+			for p, pt := range got.parts {
+				res.parts[p] = pt
 			}
 		}
 	}
+	defer res.release(f)
+	fetched := res.fetched
 	f.log.Debug("fetched", "n", len(as), "took", time.Since(t0))
-	st := f.stageAll(ctx, as, errs)
+	st := f.stageAll(ctx, as, res.parts, errs)
 	f.log.Debug("staged", "n", len(st), "took", time.Since(t0))
 	defer func() {
 		for _, s := range st {
-			_ = os.Remove(s.tmp) // renamed ones are gone already
+			if !s.partial {
+				_ = os.Remove(s.tmp) // renamed ones are gone already
+			}
 		}
 	}()
 	if len(st) == 0 {
@@ -539,6 +547,9 @@ func (f *Folder) applyFiles(ctx context.Context, as []action, fetched map[cid.Ci
 			continue
 		}
 		dirs[filepath.Dir(s.dst)] = true
+		if s.partial {
+			dirs[filepath.Dir(s.tmp)] = true
+		}
 		recs = append(recs, rec)
 		placed = append(placed, s)
 	}
@@ -571,11 +582,31 @@ var emptyCID, _ = rawCID(nil)
 // larger files with blobstore.Fetch. It returns the roots that were not
 // local before. Fetched blocks are not made durable: the files written
 // from them are, and a crash before that fetches them again.
-func (f *Folder) fetch(ctx context.Context, as []action) (map[cid.Cid]bool, error) {
+func (f *Folder) fetch(ctx context.Context, as []action) fetchResult {
+	res := fetchResult{parts: map[string]*partial{}}
+	res.fetched, res.err = f.fetchAll(ctx, as, res.parts)
+	return res
+}
+
+// fetchResult is what fetch made local for a batch.
+type fetchResult struct {
+	fetched map[cid.Cid]bool    // roots that were not local before
+	parts   map[string]*partial // complete partial files, by path
+	err     error
+}
+
+// release lets other batches use the result's partial files.
+func (r fetchResult) release(f *Folder) {
+	for _, pt := range r.parts {
+		f.releasePartial(pt.path)
+	}
+}
+
+func (f *Folder) fetchAll(ctx context.Context, as []action, parts map[string]*partial) (map[cid.Cid]bool, error) {
 	ctx, progress, stop := stallGuard(ctx, fetchStall)
 	defer stop()
 	var raws []cid.Cid
-	var trees []cid.Cid
+	var treeActs []action
 	fetched := map[cid.Cid]bool{}
 	for _, a := range as {
 		c := a.want.CID
@@ -590,8 +621,18 @@ func (f *Folder) fetch(ctx context.Context, as []action) (map[cid.Cid]bool, erro
 		if c.Prefix().Codec == cid.Raw {
 			raws = append(raws, c)
 		} else {
-			trees = append(trees, c)
+			treeActs = append(treeActs, a)
 		}
+	}
+	// Files of several blocks come over the DAG stream straight into
+	// place where a member serves it (direct.go); the rest by bitswap.
+	done, rest := f.fetchDirect(ctx, treeActs, progress)
+	for p, pt := range done {
+		parts[p] = pt
+	}
+	var trees []cid.Cid
+	for _, a := range rest {
+		trees = append(trees, a.want.CID)
 	}
 	if len(raws) > 0 {
 		ng := merkledag.NewSession(ctx, f.dag)

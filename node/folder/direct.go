@@ -1,0 +1,531 @@
+package folder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/ipfs/boxo/ipld/merkledag"
+	"github.com/ipfs/boxo/ipld/unixfs"
+	blocks "github.com/ipfs/go-block-format"
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"golang.org/x/sys/unix"
+
+	"github.com/pcnode/pcnode/blobstore"
+	"github.com/pcnode/pcnode/p2p"
+)
+
+// A file of more than one block is fetched over the members' DAG stream
+// (p2p.FetchDAGs) straight into the file being made: each leaf is
+// verified against its CID on receipt (by p2p) and written at its offset
+// in a partial file, <root>/.pcnode/partial/<root CID>; it never enters
+// the block store. Only the file's inner nodes (a few hundred bytes per
+// MiB) are stored, durably, as they arrive. The leaves written are
+// referenced in the partial (blobstore AddRefs), so an interrupted fetch
+// resumes: the DAG stream asks only for what the store lacks, and what
+// the partial already holds is re-hashed before it is trusted (a crash may
+// have lost unsynced pages). The complete partial is then staged like any
+// other file: its mode and mtime set, made durable by the batch's syncfs,
+// renamed into place, its leaves referenced at the real path.
+//
+// Where the DAG stream is refused (a peer that does not serve it to this
+// device) or fails, the file is fetched by bitswap into the store and
+// copied, as before.
+
+// partialDir holds partial files, under the folder's state directory in
+// its root: the scan skips it, so a partial survives a restart.
+const partialDir = "partial"
+
+// partialMaxAge: a partial file untouched for this long belongs to a
+// version nobody wants any more; the periodic prune removes it.
+const partialMaxAge = 24 * time.Hour
+
+// partial is a file being fetched into place.
+type partial struct {
+	a       action
+	path    string
+	fd      *os.File
+	old     int64 // size of the partial found at the start (a resumed fetch)
+	written int64 // bytes of the file written or found intact
+}
+
+func (p *partial) complete() bool { return p.written == p.a.want.Size }
+
+// slot is where one occurrence of a block's data goes: off in p's file;
+// size is the data size the parent declares for it (-1 for a root).
+type slot struct {
+	p    *partial
+	off  int64
+	size int64
+}
+
+// innerNode is what a file's inner node says of its children.
+type innerNode struct {
+	inline []byte
+	kids   []cid.Cid
+	sizes  []uint64
+}
+
+func parseInner(c cid.Cid, data []byte) (*innerNode, error) {
+	pn, err := merkledag.DecodeProtobuf(data)
+	if err != nil {
+		return nil, fmt.Errorf("inner node %s: %w", c, err)
+	}
+	fsn, err := unixfs.FSNodeFromBytes(pn.Data())
+	if err != nil {
+		return nil, fmt.Errorf("inner node %s: %w", c, err)
+	}
+	ls := pn.Links()
+	if fsn.NumChildren() != len(ls) {
+		return nil, fmt.Errorf("inner node %s: %d links, %d block sizes", c, len(ls), fsn.NumChildren())
+	}
+	n := &innerNode{inline: fsn.Data(), sizes: fsn.BlockSizes()}
+	for _, l := range ls {
+		n.kids = append(n.kids, l.Cid)
+	}
+	return n, nil
+}
+
+// directSink places the blocks of one or more files: it is the
+// p2p.BlockSink of a DAG stream, and it also places what is local.
+type directSink struct {
+	f        *Folder
+	waiting  map[string][]slot     // block key → slots still to fill
+	inner    map[string]*innerNode // inner nodes seen, to expand a repeat
+	leafAt   map[string]slot       // a filled slot of each leaf seen
+	refs     []blobstore.Ref
+	store    []blocks.Block
+	progress func()
+}
+
+func newDirectSink(f *Folder) *directSink {
+	return &directSink{f: f, waiting: map[string][]slot{}, inner: map[string]*innerNode{}, leafAt: map[string]slot{}}
+}
+
+// want registers the slot s for block c, filling it at once where the
+// block was seen already.
+func (d *directSink) want(c cid.Cid, s slot) error {
+	k := c.KeyString()
+	if n := d.inner[k]; n != nil {
+		return d.expand(n, s)
+	}
+	if from, ok := d.leafAt[k]; ok {
+		buf := make([]byte, from.size)
+		if _, err := from.p.fd.ReadAt(buf, from.off); err != nil {
+			return err
+		}
+		return d.fill(c, s, buf)
+	}
+	d.waiting[k] = append(d.waiting[k], s)
+	return nil
+}
+
+// expand registers the children of inner node n placed at s.
+func (d *directSink) expand(n *innerNode, s slot) error {
+	off := s.off
+	if len(n.inline) > 0 {
+		if _, err := s.p.fd.WriteAt(n.inline, off); err != nil {
+			return err
+		}
+		s.p.written += int64(len(n.inline))
+		off += int64(len(n.inline))
+	}
+	var total int64
+	for i, k := range n.kids {
+		if err := d.want(k, slot{p: s.p, off: off, size: int64(n.sizes[i])}); err != nil {
+			return err
+		}
+		off += int64(n.sizes[i])
+		total += int64(n.sizes[i])
+	}
+	if s.size >= 0 && total+int64(len(n.inline)) != s.size {
+		return fmt.Errorf("%w: a node's parent declares %d bytes, its children %d", p2p.ErrDAGCorrupt, s.size, total+int64(len(n.inline)))
+	}
+	return nil
+}
+
+// fill writes a leaf's data at s and records its reference.
+func (d *directSink) fill(c cid.Cid, s slot, data []byte) error {
+	if s.size >= 0 && int64(len(data)) != s.size {
+		return fmt.Errorf("%w: leaf %s has %d bytes, its parent says %d", p2p.ErrDAGCorrupt, c, len(data), s.size)
+	}
+	if _, err := s.p.fd.WriteAt(data, s.off); err != nil {
+		return err
+	}
+	s.p.written += int64(len(data))
+	d.leafAt[c.KeyString()] = s
+	if len(data) > 0 {
+		d.refs = append(d.refs, blobstore.Ref{Cid: c, Path: s.p.path, Offset: s.off, Size: len(data)})
+	}
+	return nil
+}
+
+// arrive places block b (verified) in every slot waiting for it.
+func (d *directSink) arrive(b blocks.Block, fromStream bool) error {
+	c := b.Cid()
+	k := c.KeyString()
+	slots := d.waiting[k]
+	delete(d.waiting, k)
+	switch c.Prefix().Codec {
+	case cid.DagProtobuf:
+		n, err := parseInner(c, b.RawData())
+		if err != nil {
+			return fmt.Errorf("%w: %w", p2p.ErrDAGCorrupt, err)
+		}
+		d.inner[k] = n
+		if fromStream {
+			d.store = append(d.store, b)
+		}
+		for _, s := range slots {
+			if err := d.expand(n, s); err != nil {
+				return err
+			}
+		}
+	case cid.Raw:
+		for _, s := range slots {
+			if err := d.fill(c, s, b.RawData()); err != nil {
+				return err
+			}
+		}
+	default:
+		if len(slots) > 0 {
+			return fmt.Errorf("%w: block %s of a file is neither dag-pb nor raw", p2p.ErrDAGCorrupt, c)
+		}
+	}
+	return nil
+}
+
+// PutMany is the p2p.BlockSink: blocks arrive verified, in stream order.
+func (d *directSink) PutMany(ctx context.Context, bs []blocks.Block) error {
+	for _, b := range bs {
+		if err := d.arrive(b, true); err != nil {
+			return err
+		}
+	}
+	if d.progress != nil {
+		d.progress()
+	}
+	return d.flush(ctx)
+}
+
+// flush stores the inner nodes that arrived (durably: they are the
+// file's structure) and records the leaves written (not durably: a lost
+// reference only costs a refetch).
+func (d *directSink) flush(ctx context.Context) error {
+	if len(d.store) > 0 {
+		if err := d.f.cfg.Store.PutMany(ctx, d.store); err != nil {
+			return err
+		}
+		d.store = nil
+	}
+	if len(d.refs) > 0 {
+		if err := d.f.cfg.Store.AddRefs(ctx, d.refs); err != nil {
+			return err
+		}
+		d.refs = nil
+	}
+	return nil
+}
+
+// local places what the device already has: inner nodes in the store,
+// leaves the partial already holds intact (a resumed fetch), leaves the
+// store can give (a stored block, or a reference into another file). A
+// stale reference met on the way is dropped by the store, so the DAG
+// stream then asks for that block.
+func (d *directSink) local(ctx context.Context) error {
+	for progress := true; progress; {
+		progress = false
+		for k, slots := range d.waiting {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			c, err := cid.Cast([]byte(k))
+			if err != nil {
+				return err
+			}
+			if c.Prefix().Codec == cid.Raw {
+				left, err := d.localLeaf(ctx, c, slots)
+				if err != nil {
+					return err
+				}
+				if len(left) == 0 {
+					delete(d.waiting, k)
+				} else {
+					d.waiting[k] = left
+				}
+				progress = progress || len(left) < len(slots)
+				continue
+			}
+			b, err := d.f.cfg.Store.Get(ctx, c)
+			if err != nil {
+				continue // fetched
+			}
+			if err := d.arrive(b, false); err != nil {
+				return err
+			}
+			progress = true
+		}
+	}
+	return d.flush(ctx)
+}
+
+// localLeaf fills the slots of leaf c that can be filled locally and
+// returns the others.
+func (d *directSink) localLeaf(ctx context.Context, c cid.Cid, slots []slot) ([]slot, error) {
+	var data []byte
+	var left []slot
+	for _, s := range slots {
+		if s.off+s.size <= s.p.old && s.size >= 0 {
+			buf := make([]byte, s.size)
+			if _, err := s.p.fd.ReadAt(buf, s.off); err == nil {
+				if got, err := c.Prefix().Sum(buf); err == nil && got.Equals(c) {
+					s.p.written += s.size
+					d.leafAt[c.KeyString()] = s
+					d.refs = append(d.refs, blobstore.Ref{Cid: c, Path: s.p.path, Offset: s.off, Size: int(s.size)})
+					data = buf
+					continue
+				}
+			}
+		}
+		left = append(left, s)
+	}
+	if len(left) == 0 {
+		return nil, nil
+	}
+	if data == nil {
+		b, err := d.f.cfg.Store.Get(ctx, c)
+		if err != nil {
+			return left, nil // fetched
+		}
+		data = b.RawData()
+	}
+	for _, s := range left {
+		if err := d.fill(c, s, data); err != nil {
+			return nil, err
+		}
+	}
+	return nil, nil
+}
+
+// partials tracks the partial files in use, so that two batches (one
+// being written while the next is fetched) never share one.
+type partials struct {
+	mu   sync.Mutex
+	busy map[string]bool
+}
+
+func (f *Folder) partialPath(c cid.Cid) string {
+	return filepath.Join(f.root, stateDir, partialDir, c.String())
+}
+
+// openPartial opens (or creates) the partial file of a and claims it; nil
+// when another batch holds it.
+func (f *Folder) openPartial(a action) (*partial, error) {
+	p := f.partialPath(a.want.CID)
+	f.parts.mu.Lock()
+	if f.parts.busy == nil {
+		f.parts.busy = map[string]bool{}
+	}
+	if f.parts.busy[p] {
+		f.parts.mu.Unlock()
+		return nil, nil
+	}
+	f.parts.busy[p] = true
+	f.parts.mu.Unlock()
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		f.releasePartial(p)
+		return nil, err
+	}
+	fd, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		f.releasePartial(p)
+		return nil, err
+	}
+	fi, err := fd.Stat()
+	if err != nil {
+		fd.Close()
+		f.releasePartial(p)
+		return nil, err
+	}
+	return &partial{a: a, path: p, fd: fd, old: fi.Size()}, nil
+}
+
+func (f *Folder) releasePartial(p string) {
+	f.parts.mu.Lock()
+	delete(f.parts.busy, p)
+	f.parts.mu.Unlock()
+}
+
+// dagPeers lists the connected members whose own index has c at rel:
+// they hold the content.
+func (f *Folder) dagPeers(rel string, c cid.Cid) []peer.ID {
+	if f.cfg.Host == nil {
+		return nil
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []peer.ID
+	for _, rm := range f.x.remotes {
+		e := rm.entries[rel]
+		if e == nil || e.Deleted || !e.CID.Equals(c) || !f.cfg.Members(rm.peer) {
+			continue
+		}
+		if f.cfg.Host.Network().Connectedness(rm.peer) == network.Connected {
+			out = append(out, rm.peer)
+		}
+	}
+	return out
+}
+
+// fetchDirect fetches the multi-block files of as into partial files over
+// the DAG stream. It returns the complete partials by path (rel) and the
+// actions it could not complete (to fetch by bitswap). Partials not
+// complete are closed and released.
+func (f *Folder) fetchDirect(ctx context.Context, as []action, progress func()) (map[string]*partial, []action) {
+	done := map[string]*partial{}
+	var rest []action
+	byPeer := map[peer.ID][]*partial{}
+	var order []peer.ID
+	seen := map[cid.Cid]bool{}
+	for _, a := range as {
+		ps := f.dagPeers(a.want.Path, a.want.CID)
+		if len(ps) == 0 || seen[a.want.CID] {
+			rest = append(rest, a) // no peer; or a second file of the same content, copied from the first's references
+			continue
+		}
+		pt, err := f.openPartial(a)
+		if err != nil || pt == nil {
+			if err != nil {
+				f.log.Debug("no partial file; fetching by bitswap", "path", a.want.Path, "err", err)
+			}
+			rest = append(rest, a)
+			continue
+		}
+		seen[a.want.CID] = true
+		if _, ok := byPeer[ps[0]]; !ok {
+			order = append(order, ps[0])
+		}
+		byPeer[ps[0]] = append(byPeer[ps[0]], pt)
+	}
+	for _, p := range order {
+		pts := byPeer[p]
+		err := f.fetchInto(ctx, p, pts, progress)
+		for _, pt := range pts {
+			if err == nil && !pt.complete() {
+				err = fmt.Errorf("%w: %s has %d of %d bytes", p2p.ErrDAGIncomplete, pt.a.want.Path, pt.written, pt.a.want.Size)
+			}
+			if err == nil {
+				err = pt.fd.Truncate(pt.a.want.Size)
+			}
+			if cerr := pt.fd.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				f.log.Debug("dag stream fetch failed; fetching by bitswap", "path", pt.a.want.Path, "peer", p, "err", err)
+				f.releasePartial(pt.path)
+				rest = append(rest, pt.a)
+				continue
+			}
+			done[pt.a.want.Path] = pt
+		}
+	}
+	return done, rest
+}
+
+// fetchInto fills pts from what is local, then from peer p over one DAG
+// stream.
+func (f *Folder) fetchInto(ctx context.Context, p peer.ID, pts []*partial, progress func()) error {
+	d := newDirectSink(f)
+	d.progress = progress
+	var roots []cid.Cid
+	for _, pt := range pts {
+		pt.written = 0
+		if err := d.want(pt.a.want.CID, slot{p: pt, off: 0, size: pt.a.want.Size}); err != nil {
+			return err
+		}
+		roots = append(roots, pt.a.want.CID)
+	}
+	if err := d.local(ctx); err != nil {
+		return err
+	}
+	if len(d.waiting) == 0 {
+		return nil
+	}
+	st, err := p2p.FetchDAGs(ctx, f.cfg.Host, f.cfg.Store, p, roots, d)
+	f.streamed.Add(st.Bytes)
+	f.log.Debug("dag stream", "peer", p, "files", len(pts), "blocks", st.Blocks, "bytes", st.Bytes, "err", err)
+	if err != nil {
+		return err
+	}
+	return d.flush(ctx)
+}
+
+// stagePartial stages a complete partial file: its mode and mtime set,
+// ready for the batch's sync and its rename into place. A partial on
+// another file system than its destination is copied instead (ok false).
+func (f *Folder) stagePartial(pt *partial, dirs *dirCache) (staged, bool, error) {
+	dst := f.abs(pt.a.want.Path)
+	if err := dirs.ensure(filepath.Dir(dst)); err != nil {
+		return staged{}, false, err
+	}
+	if !sameDevice(filepath.Dir(dst), pt.path) {
+		return staged{}, false, nil
+	}
+	if err := os.Chmod(pt.path, fs.FileMode(pt.a.want.Mode)); err != nil {
+		return staged{}, false, err
+	}
+	mt := time.Unix(0, pt.a.want.MTime)
+	if err := os.Chtimes(pt.path, mt, mt); err != nil {
+		return staged{}, false, err
+	}
+	fi, err := os.Lstat(pt.path)
+	if err != nil {
+		return staged{}, false, err
+	}
+	if fi.Size() != pt.a.want.Size {
+		return staged{}, false, fmt.Errorf("partial of %s is %d bytes, index says %d", pt.a.want.Path, fi.Size(), pt.a.want.Size)
+	}
+	return staged{a: pt.a, tmp: pt.path, dst: dst, st: statOf(fi), partial: true}, true, nil
+}
+
+// prunePartials removes partial files nobody has written for
+// partialMaxAge and that no batch holds.
+func (f *Folder) prunePartials() {
+	dir := filepath.Join(f.root, stateDir, partialDir)
+	es, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range es {
+		p := filepath.Join(dir, e.Name())
+		fi, err := e.Info()
+		if err != nil || f.now().Sub(fi.ModTime()) < partialMaxAge {
+			continue
+		}
+		f.parts.mu.Lock()
+		busy := f.parts.busy[p]
+		f.parts.mu.Unlock()
+		if !busy {
+			if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				f.log.Debug("remove partial", "path", p, "err", err)
+			}
+		}
+	}
+}
+
+// sameDevice reports whether paths a and b are on one file system (a
+// rename between them works).
+func sameDevice(a, b string) bool {
+	var sa, sb unix.Stat_t
+	if unix.Stat(a, &sa) != nil || unix.Stat(b, &sb) != nil {
+		return false
+	}
+	return sa.Dev == sb.Dev
+}

@@ -1,0 +1,82 @@
+package p2p
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+
+	"github.com/ipfs/boxo/blockstore"
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// FetchDAGs is FetchDAG for a caller that holds the libp2p host and a
+// block store rather than a Host (a synced folder, which is handed only
+// those), and for several roots in one request: one stream from p brings
+// every block under roots that bs lacks, verified, to sink, in stream
+// order (depth first, a parent before its children, each block once even
+// when several roots share it). Roots whose blocks bs has cost nothing.
+// The sink decides where blocks go (a folder writes file leaves straight
+// into the files being made). Errors are FetchDAG's: ErrDAGRefused,
+// ErrDAGIncomplete (also when more than 64 Ki subtrees were missing:
+// call again for the rest), ErrDAGCorrupt. It blocks until done or ctx
+// ends.
+func FetchDAGs(ctx context.Context, lh host.Host, bs blockstore.Blockstore, p peer.ID, roots []cid.Cid, sink BlockSink) (DAGStats, error) {
+	st, err := fetchDAGs(ctx, lh, bs, p, roots, sink)
+	if err != nil {
+		return st, fmt.Errorf("p2p: fetch dags (%d roots) from %s: %w", len(roots), p, err)
+	}
+	return st, nil
+}
+
+func fetchDAGs(ctx context.Context, lh host.Host, bs blockstore.Blockstore, p peer.ID, roots []cid.Cid, sink BlockSink) (DAGStats, error) {
+	var wants []cid.Cid
+	seen := map[string]struct{}{}
+	truncated := false
+	for _, root := range roots {
+		if len(wants) == maxDAGWants {
+			truncated = true
+			break
+		}
+		ws, tr, err := localMissing(ctx, bs, root, maxDAGWants-len(wants))
+		if err != nil {
+			return DAGStats{}, err
+		}
+		truncated = truncated || tr
+		for _, w := range ws {
+			if _, ok := seen[w.KeyString()]; ok {
+				continue
+			}
+			seen[w.KeyString()] = struct{}{}
+			wants = append(wants, w)
+		}
+	}
+	if len(wants) == 0 {
+		return DAGStats{}, nil
+	}
+	s, err := newDAGStream(ctx, lh, p)
+	if err != nil {
+		return DAGStats{}, fmt.Errorf("%w: %w", ErrDAGRefused, err)
+	}
+	defer s.Close()
+	stop := context.AfterFunc(ctx, func() { _ = s.Reset() })
+	defer stop()
+	if _, err := s.Write(encodeDAGRequest(wants)); err != nil {
+		_ = s.Reset()
+		return DAGStats{}, err
+	}
+	_ = s.CloseWrite()
+	st, err := receiveDAG(ctx, bufio.NewReaderSize(s, dagWriteBuffer), wants, sink, func() { _ = s.Reset() })
+	if err != nil {
+		_ = s.Reset()
+		if cerr := ctx.Err(); cerr != nil {
+			err = cerr
+		}
+		return st, err
+	}
+	if truncated {
+		return st, fmt.Errorf("%w: more than %d subtrees were missing; fetch again for the rest", ErrDAGIncomplete, maxDAGWants)
+	}
+	return st, nil
+}
