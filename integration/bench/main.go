@@ -328,6 +328,7 @@ func (b *bench) run(ctx context.Context) (*report, error) {
 	srv := newServerScenarios(o) // server.go
 	rep.Scenarios = append(rep.Scenarios, srv.list()...)
 	defer b.folderScenarios(ctx, rep)() // folder.go: adds its scenarios now, runs them last
+	defer b.netnsScenarios(ctx, rep)()  // netns.go: as root, issue 8's network-namespace scenarios
 
 	if o.only != nil {
 		rep.Scenarios = slices.DeleteFunc(rep.Scenarios, func(s *scenario) bool { return !o.only.MatchString(s.Name) })

@@ -154,6 +154,9 @@ type report struct {
 	Sizes     string // what the scenarios moved, in words
 	Limits    []*limit
 	Scenarios []*scenario
+	// Sections are further Markdown sections, shown after the scenarios
+	// (netns.go's explanation of its rows).
+	Sections []string
 }
 
 // render writes the report as Markdown.
@@ -230,6 +233,9 @@ func render(w io.Writer, r *report) error {
 	b.WriteString("CPU s is the median CPU time (user + system) of the command and of the daemons while it ran: it depends much less than wall time on whatever else the machine was doing. ")
 	b.WriteString("Each run uses fresh homes, so nothing is already stored. Fetched data is compared with the source after each run, outside the timing. ")
 	b.WriteString("The result column judges the absolute target of the issue. Where the issue's target assumed a 1.8 GiB/s SHA-256 core, the target column also shows it scaled to the SHA-256 rate pcnode reaches on this machine, with its own verdict; it never replaces the absolute one.\n")
+	for _, sec := range r.Sections {
+		b.WriteString("\n" + sec)
+	}
 	_, err := io.WriteString(w, b.String())
 	return err
 }
