@@ -103,6 +103,7 @@ type directSink struct {
 	refs     []blobstore.Ref
 	store    []blocks.Block
 	progress func()
+	parts    []*partial
 }
 
 func newDirectSink(f *Folder) *directSink {
@@ -211,6 +212,12 @@ func (d *directSink) PutMany(ctx context.Context, bs []blocks.Block) error {
 	}
 	if d.progress != nil {
 		d.progress()
+	}
+	// Start writing back what this batch wrote, so that the disk works
+	// while the network does: the sync before the rename then waits for
+	// little (a 1 GiB file: ~2 s of syncfs otherwise).
+	for _, pt := range d.parts {
+		_ = unix.SyncFileRange(int(pt.fd.Fd()), 0, 0, unix.SYNC_FILE_RANGE_WRITE)
 	}
 	return d.flush(ctx)
 }
@@ -444,6 +451,7 @@ func (f *Folder) fetchDirect(ctx context.Context, as []action, progress func()) 
 func (f *Folder) fetchInto(ctx context.Context, p peer.ID, pts []*partial, progress func()) error {
 	d := newDirectSink(f)
 	d.progress = progress
+	d.parts = pts
 	var roots []cid.Cid
 	for _, pt := range pts {
 		pt.written = 0

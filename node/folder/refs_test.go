@@ -36,7 +36,7 @@ func TestImportRefsMatchesImport(t *testing.T) {
 	}
 	defer s.Close()
 	const mib = 1 << 20
-	for _, n := range []int{0, 1, mib - 1, mib, mib + 1, 3*mib + 12345} {
+	for _, n := range []int{0, 1, mib - 1, mib, mib + 1, 3*mib + 12345, 16 * mib, 17*mib + 1, 175*mib + 3} {
 		t.Run(strconv.Itoa(n), func(t *testing.T) {
 			data := randData(uint64(n), n)
 			want, err := s.ImportReader(ctx, bytes.NewReader(data), blobstore.ImportOptions{})
