@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -32,7 +33,17 @@ func (b *bench) folderScenarios(ctx context.Context, rep *report) func() {
 		Target: target{"< 4 s", func(m, _ float64) bool { return m < 4 }}}
 	file := &scenario{Name: "folder with a " + sizeString(o.fileSize) + " file: from the scan on A to identical on B", Unit: "MiB/s",
 		Target: target{"≥ 300 MiB/s", func(m, _ float64) bool { return m >= 300 }}}
-	rep.Scenarios = append(rep.Scenarios, tree, file)
+	// The issue's third folder figure: a new device's initial index sync
+	// of 100,000 entries under 30 s, its daemon under 300 MiB. The
+	// entries are empty files (no content to move): what is timed is the
+	// index exchange and the files' creation on B, an upper bound of the
+	// index sync alone (node/folder's TestInitialIndexSync times that).
+	entries := 10 * o.treeFiles
+	many := &scenario{Name: fmt.Sprintf("folder of %d entries (empty files): from the join on B to every entry on B", entries), Unit: "s",
+		Target: target{"< 30 s", func(m, _ float64) bool { return m < 30 }}}
+	manyRSS := &scenario{Name: fmt.Sprintf("folder of %d entries: B's daemon peak RSS during that sync", entries), Unit: "MiB",
+		Target: target{"< 300 MiB", func(m, _ float64) bool { return m < 300 }}}
+	rep.Scenarios = append(rep.Scenarios, tree, file, many, manyRSS)
 	return func() {
 		for _, l := range rep.Limits {
 			if l.Err != nil {
@@ -40,19 +51,28 @@ func (b *bench) folderScenarios(ctx context.Context, rep *report) func() {
 			}
 		}
 		for i := range o.runs {
-			for _, s := range []*scenario{tree, file} {
+			for _, s := range []*scenario{tree, file, many} {
 				if ctx.Err() != nil || !slices.Contains(rep.Scenarios, s) {
 					continue
 				}
 				var err error
-				if s == tree {
-					err = b.folderRun(ctx, i, s, func(root string) (int, int64, error) {
+				switch s {
+				case tree:
+					err = b.folderRun(ctx, i, s, "tree", nil, func(root string) (int, int64, error) {
 						n, err := writeRandomTree(root, o.treeFiles, o.treeFile, uint64(300+i))
 						return o.treeFiles, n, err
 					})
-				} else {
-					err = b.folderRun(ctx, i, s, func(root string) (int, int64, error) {
+				case file:
+					err = b.folderRun(ctx, i, s, "file", nil, func(root string) (int, int64, error) {
 						return 1, o.fileSize, writeRandomFile(filepath.Join(root, "file.bin"), o.fileSize, uint64(400+i))
+					})
+				case many:
+					rss := manyRSS
+					if !slices.Contains(rep.Scenarios, rss) {
+						rss = &scenario{}
+					}
+					err = b.folderRun(ctx, i, s, "many", rss, func(root string) (int, int64, error) {
+						return entries, 0, writeEmptyTree(root, entries)
 					})
 				}
 				if err != nil {
@@ -86,14 +106,31 @@ func (b *bench) folderList(ctx context.Context, home string) ([]benchFolder, err
 	return l.Folders, nil
 }
 
+// writeEmptyTree writes n empty files over n/200 directories.
+func writeEmptyTree(root string, n int) error {
+	for i := range n {
+		p := filepath.Join(root, fmt.Sprintf("d%03d", i%max(n/200, 1)), fmt.Sprintf("e%06d", i))
+		if i < max(n/200, 1) {
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				return err
+			}
+		}
+		if err := os.WriteFile(p, nil, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // folderRun is one run of s: fresh homes A and B in one cloud, the data
 // written by fill into A's folder, then `folder add` on A and `folder
 // join` on B, timed until B reports every file and byte and its tree has
-// A's digest.
-func (b *bench) folderRun(ctx context.Context, i int, s *scenario, fill func(root string) (int, int64, error)) (err error) {
+// A's digest. With rss set, A's scan completes before B joins, the time
+// runs from the join, and B's daemon peak RSS goes to rss.
+func (b *bench) folderRun(ctx context.Context, i int, s *scenario, tag string, rss *scenario, fill func(root string) (int, int64, error)) (err error) {
 	o := b.o
 	pc := b.pc
-	dir := filepath.Join(b.tmp, fmt.Sprintf("folder-run%d-%d", i+1, len(s.Samples)))
+	dir := filepath.Join(b.tmp, fmt.Sprintf("folder-%s-run%d-%d", tag, i+1, len(s.Samples)))
 	defer func() {
 		pc.stopAll()
 		if !o.keep {
@@ -152,6 +189,29 @@ func (b *bench) folderRun(ctx context.Context, i int, s *scenario, fill func(roo
 	if err := json.Unmarshal([]byte(out), &added); err != nil || added.ID == "" {
 		return fmt.Errorf("pcnode folder add --json: no id in %q (%v)", lastLines(out, 3), err)
 	}
+	if rss != nil {
+		// A's scan first: what is timed is B's initial sync.
+		for {
+			fs, err := b.folderList(ctx, ha)
+			if err != nil {
+				return err
+			}
+			if len(fs) == 1 && fs[0].Files == files && fs[0].State == "idle" {
+				break
+			}
+			if time.Since(start) > folderSyncTimeout {
+				return fmt.Errorf("device A did not scan in %v: %+v\n%s", folderSyncTimeout, fs, da.logTail(10))
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(100 * time.Millisecond): // polling A's folder state
+			}
+		}
+		b.logf("run %d/%d: A scanned %d entries in %v", i+1, o.runs, files, time.Since(start).Round(time.Millisecond))
+		cpu0, cpuOK = daemonsCPU([]*daemon{da, db})
+		start = time.Now()
+	}
 	if _, err := pc.run(ctx, hb, "folder", "join", added.ID, rb); err != nil {
 		return err
 	}
@@ -175,6 +235,14 @@ func (b *bench) folderRun(ctx context.Context, i int, s *scenario, fill func(roo
 	}
 	took := time.Since(start)
 	cpu1, cpuOK1 := daemonsCPU([]*daemon{da, db})
+	if rss != nil {
+		hwm, err := peakRSS(db.cmd.Process.Pid)
+		if err != nil {
+			return err
+		}
+		rss.record(float64(hwm)/(1<<20), measurement{})
+		b.logf("run %d/%d: B's daemon peak RSS %d MiB", i+1, o.runs, hwm>>20)
+	}
 	got, err := folderDigest(rb)
 	if err != nil {
 		return err
@@ -226,4 +294,22 @@ func folderDigest(root string) (string, error) {
 		return "", err
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// peakRSS reads VmHWM, the peak resident set of process pid, in bytes.
+func peakRSS(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			f := strings.Fields(rest)
+			if len(f) == 2 && f[1] == "kB" {
+				kb, err := strconv.ParseInt(f[0], 10, 64)
+				return kb << 10, err
+			}
+		}
+	}
+	return 0, fmt.Errorf("no VmHWM in /proc/%d/status", pid)
 }
