@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -63,6 +64,46 @@ func newHostile(t *testing.T) host.Host {
 }
 
 // rssOf is a process's resident set in bytes.
+// cpuOf is the CPU time (user + system) process pid has used, 0 if
+// unknown. /proc/PID/stat counts in clock ticks, 100 a second on Linux.
+func cpuOf(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The command name (field 2) may hold spaces; fields after it are plain.
+	i := strings.LastIndexByte(string(b), ')')
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	k, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(u+k) * 10 * time.Millisecond
+}
+
+// selfCPU is the test process's own CPU time (the hostile host runs in it).
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// cpuSample is the CPU time of the server, the fetching member and the
+// test process (the hostile host) at one moment.
+type cpuSample struct{ server, member, test time.Duration }
+
+func sampleCPU(server, member int) cpuSample {
+	return cpuSample{cpuOf(server), cpuOf(member), selfCPU()}
+}
+
+func (s cpuSample) since(t cpuSample) string {
+	return fmt.Sprintf("server %.2f s, member %.2f s, hostile (test process) %.2f s CPU",
+		(s.server - t.server).Seconds(), (s.member - t.member).Seconds(), (s.test - t.test).Seconds())
+}
+
 func rssOf(pid int) int64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
@@ -154,7 +195,9 @@ func TestReliabilityHostilePeer(t *testing.T) {
 		a.must("get", c, "-o", out)
 		return time.Since(start)
 	}
+	cpu0 := sampleCPU(b.cmd.Process.Pid, a.cmd.Process.Pid)
 	base := min(getTime(files[0]), getTime(files[1]))
+	t.Logf("two member gets alone: %s", sampleCPU(b.cmd.Process.Pid, a.cmd.Process.Pid).since(cpu0))
 	var rsBefore api.RepoStat
 	b.mustJSON(&rsBefore, "repo", "stat")
 
@@ -271,7 +314,9 @@ func TestReliabilityHostilePeer(t *testing.T) {
 		}
 	})
 	time.Sleep(time.Second) // let the flood build up before measuring under it
+	cpu1 := sampleCPU(b.cmd.Process.Pid, a.cmd.Process.Pid)
 	under := min(getTime(files[2]), getTime(files[3]))
+	t.Logf("two member gets under the flood: %s", sampleCPU(b.cmd.Process.Pid, a.cmd.Process.Pid).since(cpu1))
 	if base.Seconds()/under.Seconds() < 0.8 {
 		// One more try under the flood: on 2 shared cores a single get
 		// of a few hundred ms is at the mercy of whatever else runs.
