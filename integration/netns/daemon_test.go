@@ -45,8 +45,14 @@ func removeBinary() {
 // pcnodeBinary builds cmd/pcnode once per test process (without -race:
 // the daemons' speed is what the figures measure, and the race detector
 // runs on p2p's own tests).
+//
+// PCNODE_NETNS_PCNODE=<path> runs that binary instead (built elsewhere:
+// from another revision, or while the working tree does not build).
 func pcnodeBinary(t *testing.T) string {
 	t.Helper()
+	if p := os.Getenv("PCNODE_NETNS_PCNODE"); p != "" {
+		return p
+	}
 	binOnce.Do(func() {
 		sweepBinaries()
 		dir, err := os.MkdirTemp("", fmt.Sprintf("pcnode-netns-bin-%d-", os.Getpid()))
@@ -261,6 +267,18 @@ func (d *daemon) waitDevice(other string, within time.Duration, since time.Time,
 // API access: the agent role "metrics" of this test binary.
 func (d *daemon) metric(name string) float64 {
 	d.t.Helper()
+	v, n := d.metricSum(name, "")
+	if n == 0 {
+		d.t.Fatalf("%s: no metric %s", d.name, name)
+	}
+	return v
+}
+
+// metricSum returns the sum of the samples of metric name whose labels
+// contain label (such as `direction="received"`; "" matches only samples
+// without labels), and how many samples were summed.
+func (d *daemon) metricSum(name, label string) (float64, int) {
+	d.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	cmd := d.host.Command(ctx, agentPath(d.t))
@@ -269,17 +287,24 @@ func (d *daemon) metric(name string) float64 {
 	if err != nil {
 		d.t.Fatalf("%s: metrics: %v", d.name, err)
 	}
+	var sum float64
+	n := 0
 	for _, line := range strings.Split(string(out), "\n") {
 		f := strings.Fields(line)
-		if len(f) == 2 && f[0] == name {
-			var v float64
-			if _, err := fmt.Sscanf(f[1], "%g", &v); err == nil {
-				return v
-			}
+		if len(f) != 2 {
+			continue
+		}
+		metric, labels, _ := strings.Cut(f[0], "{")
+		if metric != name || (label == "" && labels != "") || !strings.Contains(labels, label) {
+			continue
+		}
+		var v float64
+		if _, err := fmt.Sscanf(f[1], "%g", &v); err == nil {
+			sum += v
+			n++
 		}
 	}
-	d.t.Fatalf("%s: no metric %s", d.name, name)
-	return 0
+	return sum, n
 }
 
 // runMetrics is the agent role "metrics": print the daemon's /metrics.
