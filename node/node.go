@@ -607,8 +607,30 @@ func (n *Node) Get(ctx context.Context, req api.GetRequest, fn api.ProgressFunc)
 	n.gcMu.RLock()
 	err = n.putEmptyBlocks(ctx, st)
 	complete := false
+	var out *blobstore.StagedFile // the file, written while it arrives
+	defer func() {
+		if out != nil {
+			out.Abort()
+		}
+	}()
 	if err == nil && h != nil {
-		complete = n.fetchFast(ctx, st, h, c, fn)
+		peers := h.DAGPeers()
+		var tee *fileTee
+		if len(peers) > 0 {
+			// An existing output is reported by Export, after the fetch,
+			// as before.
+			if sf, serr := blobstore.CreateStaged(req.Output); serr == nil {
+				out, tee = sf, newFileTee(c, sf)
+			}
+		}
+		complete = n.fetchFastFrom(ctx, st, h, c, peers, fn, tee)
+		if tee != nil {
+			if terr := tee.finish(); terr != nil || !complete {
+				n.log.Debug("get: output not written during the fetch; exporting", "cid", c, "err", terr)
+				out.Abort()
+				out = nil
+			}
+		}
 	}
 	if err == nil && !complete {
 		// Finds everything local, or fetches what is still missing by
@@ -630,7 +652,14 @@ func (n *Node) Get(ctx context.Context, req api.GetRequest, fn api.ProgressFunc)
 		// reported by bitswap as not found: say what to do instead.
 		return api.GetResult{}, n.contentErr("get", c, st.DiskFull(err, started))
 	}
-	size, err := blobstore.Export(ctx, dag, c, req.Output, progress(fn))
+	var size int64
+	if out != nil {
+		// Verified block by block, stored and pinned: publish it.
+		size, err = out.Commit()
+		out = nil
+	} else {
+		size, err = blobstore.Export(ctx, dag, c, req.Output, progress(fn))
+	}
 	if err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			return api.GetResult{}, api.Errorf(api.ErrInvalid, "node: get %s: %s already exists: choose another output or remove it", c, req.Output)
@@ -647,15 +676,16 @@ func (n *Node) Get(ctx context.Context, req api.GetRequest, fn api.ProgressFunc)
 // them durable). Otherwise it was best effort, and blobstore.Fetch
 // afterwards completes the DAG.
 func (n *Node) fetchFast(ctx context.Context, st *blobstore.Store, h *p2p.Host, c cid.Cid, fn api.ProgressFunc) bool {
-	return n.fetchFastFrom(ctx, st, h, c, h.DAGPeers(), fn)
+	return n.fetchFastFrom(ctx, st, h, c, h.DAGPeers(), fn, nil)
 }
 
 // fetchFastFrom is fetchFast from the given peers, tried in order: a
 // share's providers serve a friend the share's blocks over the DAG
 // stream (through their BlockFilter), much faster than bitswap.
 // fn, if set, hears the bytes received so far (the total is not known
-// before the stream ends, so it is given as 0).
-func (n *Node) fetchFastFrom(ctx context.Context, st *blobstore.Store, h *p2p.Host, c cid.Cid, peers []peer.ID, fn api.ProgressFunc) bool {
+// before the stream ends, so it is given as 0). tee, if set, follows every
+// block stored (the caller finishes it).
+func (n *Node) fetchFastFrom(ctx context.Context, st *blobstore.Store, h *p2p.Host, c cid.Cid, peers []peer.ID, fn api.ProgressFunc, tee *fileTee) bool {
 	for _, p := range peers {
 		// The writer outlives a cancelled fetch: what arrived verified is
 		// still stored, so a get run again resumes where this one ended.
@@ -665,7 +695,7 @@ func (n *Node) fetchFastFrom(ctx context.Context, st *blobstore.Store, h *p2p.Ho
 		}
 		// A sender that stops sending is left after the stall timeout;
 		// bitswap then completes the DAG from whoever has it.
-		sink := &progressSink{BlockSink: bw, fn: fn}
+		sink := &progressSink{BlockSink: bw, fn: fn, tee: tee}
 		sctx, cancel := context.WithCancel(ctx)
 		go n.watchStall(sctx, cancel, &sink.done)
 		stats, err := h.FetchDAG(sctx, p, c, sink)
@@ -712,12 +742,18 @@ func (n *Node) watchStall(ctx context.Context, cancel context.CancelFunc, done *
 type progressSink struct {
 	p2p.BlockSink
 	fn   api.ProgressFunc
+	tee  *fileTee
 	done atomic.Int64
 }
 
 func (s *progressSink) PutMany(ctx context.Context, bs []blocks.Block) error {
 	if err := s.BlockSink.PutMany(ctx, bs); err != nil {
 		return err
+	}
+	if s.tee != nil {
+		if err := s.tee.add(ctx, bs); err != nil {
+			return err
+		}
 	}
 	var n int64
 	for _, b := range bs {

@@ -93,12 +93,35 @@ func (n *Node) getLink(ctx context.Context, req api.GetRequest, fn api.ProgressF
 		}
 	}
 
+	// A plain share's file is written while it arrives over the DAG
+	// stream (fetchtee.go) when it comes whole and in order; otherwise it
+	// is exported afterwards.
+	var out *blobstore.StagedFile
+	defer func() {
+		if out != nil {
+			out.Abort()
+		}
+	}()
+	var tee *fileTee
+	if h != nil && len(sharers) > 0 && !l.Encrypted() {
+		if sf, serr := blobstore.CreateStaged(req.Output); serr == nil {
+			out, tee = sf, newFileTee(c, sf)
+		}
+	}
 	n.gcMu.RLock()
 	err = n.putEmptyBlocks(fctx, st)
 	// The sharers' DAG stream first (their BlockFilter serves a friend
 	// exactly the share's blocks, checked block by block, so a revoke cuts
 	// it too); bitswap completes whatever it did not bring.
-	if err == nil && (h == nil || !n.fetchFastFrom(fctx, st, h, c, sharers, fn)) {
+	complete := err == nil && h != nil && n.fetchFastFrom(fctx, st, h, c, sharers, fn, tee)
+	if tee != nil {
+		if terr := tee.finish(); terr != nil || !complete {
+			n.log.Debug("get: output not written during the fetch; exporting", "cid", c, "err", terr)
+			out.Abort()
+			out = nil
+		}
+	}
+	if err == nil && !complete {
 		err = n.fetchWatched(fctx, dag, c, fn)
 	}
 	if err == nil {
@@ -134,7 +157,15 @@ func (n *Node) getLink(ctx context.Context, req api.GetRequest, fn api.ProgressF
 	}
 
 	if !l.Encrypted() {
-		size, err := blobstore.Export(ctx, dag, c, req.Output, progress(fn))
+		var size int64
+		if out != nil {
+			// Verified block by block, stored, pinned and its size
+			// checked: publish it.
+			size, err = out.Commit()
+			out = nil
+		} else {
+			size, err = blobstore.Export(ctx, dag, c, req.Output, progress(fn))
+		}
 		if errors.Is(err, fs.ErrExist) {
 			return api.GetResult{}, api.Errorf(api.ErrInvalid, "node: %s %s: %s already exists: choose another output or remove it", op, c, req.Output)
 		}

@@ -1,0 +1,98 @@
+package blobstore
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+)
+
+// StagedFile is a file written in order under a hidden temporary name in
+// its destination's directory and published there by Commit, with
+// Export's guarantees: durable before it appears (one syncfs(2) of the
+// file system), never replacing anything (a dst that appeared meanwhile
+// fails Commit with ErrExist), and after a crash either no dst or a
+// complete one (at most a hidden `.<name>.pcnode-tmp-*` directory is
+// left). A fetch that receives a file's leaves in order writes them here
+// as they arrive, instead of exporting the stored file afterwards.
+//
+// A StagedFile is not safe for concurrent use. Abort after Commit does
+// nothing.
+type StagedFile struct {
+	dst, stage string
+	f          *os.File
+	wb         writeback
+	n          int64
+
+	once sync.Once
+	err  error
+}
+
+// CreateStaged starts a StagedFile for dst, an absolute path whose
+// directory exists. It fails with ErrExist if dst exists.
+func CreateStaged(dst string) (*StagedFile, error) {
+	if _, err := os.Lstat(dst); err == nil {
+		return nil, fmt.Errorf("blobstore: stage %s: %w", dst, ErrExist)
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("blobstore: stage %s: %w", dst, err)
+	}
+	stage, err := os.MkdirTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".pcnode-tmp-")
+	if err != nil {
+		return nil, fmt.Errorf("blobstore: stage %s: %w", dst, err)
+	}
+	f, err := os.OpenFile(filepath.Join(stage, "x"), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		os.RemoveAll(stage)
+		return nil, fmt.Errorf("blobstore: stage %s: %w", dst, err)
+	}
+	return &StagedFile{dst: dst, stage: stage, f: f, wb: writeback{f: f}}, nil
+}
+
+// Write appends p to the staged file.
+func (s *StagedFile) Write(p []byte) (int, error) {
+	n, err := s.wb.Write(p)
+	s.n += int64(n)
+	if err != nil {
+		return n, fmt.Errorf("blobstore: stage %s: %w", s.dst, err)
+	}
+	return n, nil
+}
+
+// Size is the number of bytes written so far.
+func (s *StagedFile) Size() int64 { return s.n }
+
+// Commit makes the file durable and renames it to dst; on success it
+// returns the file's size. Commit and Abort after the first call return
+// the first result (Abort's: an error).
+func (s *StagedFile) Commit() (int64, error) {
+	s.once.Do(func() {
+		defer os.RemoveAll(s.stage)
+		err := s.f.Close()
+		if err == nil {
+			// One sync of the file system, as Export does: most of the
+			// data is already written back (writeback starts every 8 MiB).
+			err = syncFS(s.stage)
+		}
+		if err == nil {
+			err = renameNoReplace(filepath.Join(s.stage, "x"), s.dst)
+		}
+		if err == nil {
+			err = syncDir(filepath.Dir(s.dst))
+		}
+		if err != nil {
+			s.err = fmt.Errorf("blobstore: stage %s: %w", s.dst, err)
+		}
+	})
+	return s.n, s.err
+}
+
+// Abort drops the staged file; dst is not touched.
+func (s *StagedFile) Abort() {
+	s.once.Do(func() {
+		s.f.Close()
+		os.RemoveAll(s.stage)
+		s.err = fmt.Errorf("blobstore: stage %s: aborted", s.dst)
+	})
+}
