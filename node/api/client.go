@@ -251,8 +251,9 @@ func (c *Client) Metrics(ctx context.Context) ([]byte, error) {
 // send performs a request and returns a 200 response; any other status is
 // turned into an error of the matching kind.
 // busyRetries is how often send retries a request the daemon refused as
-// over its concurrency limit (503 with Retry-After): such a request did
-// nothing, so retrying is safe even for a POST.
+// over its concurrency limit (503 with Retry-After) or over this client's
+// share of it (429 with Retry-After): such a request did nothing, so
+// retrying is safe even for a POST.
 const busyRetries = 5
 
 func (c *Client) send(ctx context.Context, method, path string, body any) (*http.Response, error) {
@@ -283,7 +284,8 @@ func (c *Client) send(ctx context.Context, method, path string, body any) (*http
 		if resp.StatusCode == http.StatusOK {
 			return resp, nil
 		}
-		if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" || try == busyRetries {
+		busy := resp.StatusCode == http.StatusServiceUnavailable || resp.StatusCode == http.StatusTooManyRequests
+		if !busy || resp.Header.Get("Retry-After") == "" || try == busyRetries {
 			defer resp.Body.Close()
 			return nil, responseError(resp)
 		}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -121,9 +122,11 @@ func (s *slowBackend) Status(ctx context.Context) (Status, error) {
 	}
 }
 
-// A thousand clients at once: authorised ones beyond the limit get 503
-// with Retry-After, every unauthorised one gets 401 or 403, and the
-// handler answers all of them.
+// A thousand clients at once: authorised ones beyond the global limit
+// get 503 with Retry-After, every unauthorised one gets 401 or 403, and
+// the handler answers all of them. (They all come from one address, so
+// the per-client limit is set out of the way here; TestPerClientLimit
+// tests it.)
 func TestConcurrencyLimit(t *testing.T) {
 	const clients = 1000
 	const limit = 16
@@ -132,6 +135,7 @@ func TestConcurrencyLimit(t *testing.T) {
 	srv := httptest.NewServer(NewHandler(sb, HandlerConfig{
 		Token:         testToken,
 		MaxConcurrent: limit,
+		MaxPerClient:  clients,
 		OnRequest:     func(string, int) { done.Add(1) },
 	}))
 	defer srv.Close()
@@ -237,42 +241,146 @@ func TestConcurrencyLimit(t *testing.T) {
 	t.Logf("codes: %v", codes)
 }
 
+// One client over its share gets 429 with Retry-After while other clients
+// (another address, a dashboard session from the same address) are still
+// served, and all clients together are still held to the global limit
+// (503 with Retry-After).
+func TestPerClientLimit(t *testing.T) {
+	const perClient, global = 4, 10
+	sb := &slowBackend{fakeBackend: newFake(cid.Undef), release: make(chan struct{})}
+	srv := httptest.NewServer(NewHandler(sb, HandlerConfig{Token: testToken, MaxConcurrent: global, MaxPerClient: perClient}))
+	defer srv.Close()
+	from := func(ip string) *http.Client {
+		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+		tr := &http.Transport{DisableKeepAlives: true, DialContext: d.DialContext}
+		t.Cleanup(tr.CloseIdleConnections)
+		return &http.Client{Transport: tr, Timeout: time.Minute}
+	}
+	a, b, c := from("127.0.0.1"), from("127.0.0.2"), from("127.0.0.3")
+	login, _ := http.NewRequest("POST", srv.URL+SessionPath, strings.NewReader(`{"token":"`+testToken+`"}`))
+	login.Header.Set("Origin", srv.URL)
+	resp, err := a.Do(login)
+	if err != nil || resp.StatusCode != 200 || len(resp.Cookies()) != 1 {
+		t.Fatalf("sign-in: %v %v", resp, err)
+	}
+	session := resp.Cookies()[0]
+	resp.Body.Close()
+
+	var mu sync.Mutex
+	codes := map[string]map[int]int{} // by who
+	var wg sync.WaitGroup
+	fire := func(who string, hc *http.Client, n int) {
+		for range n {
+			wg.Go(func() {
+				req, _ := http.NewRequest("GET", srv.URL+"/api/v1/status", nil)
+				if who == "session" {
+					req.AddCookie(session)
+				} else {
+					req.Header.Set("Authorization", "Bearer "+testToken)
+				}
+				code := -1
+				if resp, err := hc.Do(req); err == nil {
+					code = resp.StatusCode
+					if code != 200 && resp.Header.Get("Retry-After") == "" {
+						code = -code // refused without Retry-After
+					}
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				} else {
+					t.Errorf("%s: %v", who, err)
+				}
+				mu.Lock()
+				if codes[who] == nil {
+					codes[who] = map[int]int{}
+				}
+				codes[who][code]++
+				mu.Unlock()
+			})
+		}
+	}
+	waitUntil := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			mu.Lock()
+			ok := cond()
+			mu.Unlock()
+			if ok {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("after 30s: %s (codes %v, %d in the backend)", what, codes, sb.inside.Load())
+			}
+			time.Sleep(5 * time.Millisecond) // polling a condition under a deadline
+		}
+	}
+	fire("a", a, 20)
+	waitUntil("a: 4 inside, 16 refused", func() bool { return sb.inside.Load() == perClient && codes["a"][429] == 16 })
+	fire("b", b, perClient+1)
+	waitUntil("b: 4 more inside, 1 refused", func() bool { return sb.inside.Load() == 2*perClient && codes["b"][429] == 1 })
+	fire("session", a, 2) // same address as a, its own client
+	waitUntil("the session inside", func() bool { return sb.inside.Load() == global })
+	fire("c", c, 1)
+	waitUntil("c refused by the global limit", func() bool { return codes["c"][503] == 1 })
+	close(sb.release)
+	wg.Wait()
+	want := map[string]map[int]int{
+		"a":       {200: perClient, 429: 16},
+		"b":       {200: perClient, 429: 1},
+		"session": {200: 2},
+		"c":       {503: 1},
+	}
+	if diff := cmp.Diff(want, codes); diff != "" {
+		t.Errorf("answers by client (-want +got; negative: no Retry-After):\n%s", diff)
+	}
+}
+
 // The client retries a request the daemon refused as busy.
 func TestClientRetriesBusy(t *testing.T) {
-	sb := &slowBackend{fakeBackend: newFake(cid.Undef), release: make(chan struct{})}
-	busy := make(chan struct{}, 16)
-	srv := httptest.NewServer(NewHandler(sb, HandlerConfig{
-		Token:         testToken,
-		MaxConcurrent: 1,
-		OnRequest: func(_ string, code int) {
-			if code == 503 {
-				busy <- struct{}{}
+	for _, tc := range []struct {
+		name string
+		cfg  HandlerConfig
+		code int
+	}{
+		{"global limit", HandlerConfig{MaxConcurrent: 1, MaxPerClient: 16}, 503},
+		{"per-client limit", HandlerConfig{MaxConcurrent: 16, MaxPerClient: 1}, 429},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sb := &slowBackend{fakeBackend: newFake(cid.Undef), release: make(chan struct{})}
+			busy := make(chan struct{}, 16)
+			cfg := tc.cfg
+			cfg.Token = testToken
+			cfg.OnRequest = func(_ string, code int) {
+				if code == tc.code {
+					busy <- struct{}{}
+				}
 			}
-		},
-	}))
-	defer srv.Close()
-	cl := NewClient(srv.URL, testToken, srv.Client())
-	first := make(chan error, 1)
-	go func() { _, err := cl.Status(t.Context()); first <- err }()
-	deadline := time.Now().Add(30 * time.Second)
-	for sb.inside.Load() < 1 {
-		if time.Now().After(deadline) {
-			t.Fatal("first request never reached the backend")
-		}
-		time.Sleep(5 * time.Millisecond) // polling a condition under a deadline
-	}
-	second := make(chan error, 1)
-	go func() { _, err := cl.Status(t.Context()); second <- err }()
-	select {
-	case <-busy:
-	case <-time.After(30 * time.Second):
-		t.Fatal("second request was not refused as busy")
-	}
-	close(sb.release)
-	for _, ch := range []chan error{first, second} {
-		if err := <-ch; err != nil {
-			t.Errorf("Status: %v", err)
-		}
+			srv := httptest.NewServer(NewHandler(sb, cfg))
+			defer srv.Close()
+			cl := NewClient(srv.URL, testToken, srv.Client())
+			first := make(chan error, 1)
+			go func() { _, err := cl.Status(t.Context()); first <- err }()
+			deadline := time.Now().Add(30 * time.Second)
+			for sb.inside.Load() < 1 {
+				if time.Now().After(deadline) {
+					t.Fatal("first request never reached the backend")
+				}
+				time.Sleep(5 * time.Millisecond) // polling a condition under a deadline
+			}
+			second := make(chan error, 1)
+			go func() { _, err := cl.Status(t.Context()); second <- err }()
+			select {
+			case <-busy:
+			case <-time.After(30 * time.Second):
+				t.Fatalf("second request was not refused with %d", tc.code)
+			}
+			close(sb.release)
+			for _, ch := range []chan error{first, second} {
+				if err := <-ch; err != nil {
+					t.Errorf("Status: %v", err)
+				}
+			}
+		})
 	}
 }
 

@@ -53,6 +53,11 @@ type HandlerConfig struct {
 	// beyond it a request gets 503 with Retry-After. Default
 	// DefaultMaxConcurrent.
 	MaxConcurrent int
+	// MaxPerClient bounds the authenticated requests one client (a
+	// dashboard session, else a remote IP address) has in progress at
+	// once; beyond it a request gets 429 with Retry-After, before the
+	// global MaxConcurrent is consulted. Default DefaultMaxPerClient.
+	MaxPerClient int
 	// SessionTTL is how long a dashboard session lasts from sign-in.
 	// Default DefaultSessionTTL.
 	SessionTTL time.Duration
@@ -70,6 +75,7 @@ type handler struct {
 	route    map[string]route
 	sessions *sessions
 	limit    limiter
+	clients  *clientLimiter
 	web      http.Handler
 }
 
@@ -90,6 +96,9 @@ func NewHandler(b Backend, cfg HandlerConfig) http.Handler {
 	if cfg.MaxConcurrent <= 0 {
 		cfg.MaxConcurrent = DefaultMaxConcurrent
 	}
+	if cfg.MaxPerClient <= 0 {
+		cfg.MaxPerClient = DefaultMaxPerClient
+	}
 	if cfg.SessionTTL <= 0 {
 		cfg.SessionTTL = DefaultSessionTTL
 	}
@@ -107,6 +116,7 @@ func NewHandler(b Backend, cfg HandlerConfig) http.Handler {
 		b: b, cfg: cfg, log: log,
 		sessions: newSessions(cfg.SessionTTL, cfg.MaxSessions, cfg.Now),
 		limit:    newLimiter(cfg.MaxConcurrent),
+		clients:  newClientLimiter(cfg.MaxPerClient),
 		web:      webHandler(),
 	}
 	h.route = map[string]route{
@@ -197,6 +207,14 @@ func (h *handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		writeError(w, code, err)
 		return
 	}
+	// One client over its share gets 429 and leaves the global slots to
+	// the others; all clients together over the global bound get 503.
+	client := clientOf(r)
+	if !h.clients.tryAcquire(client) {
+		refuseClientBusy(w)
+		return
+	}
+	defer h.clients.release(client)
 	if !h.limit.tryAcquire() {
 		refuseBusy(w)
 		return
