@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 
 	"github.com/pcnode/pcnode/node/api"
 	"github.com/pcnode/pcnode/node/share"
@@ -148,6 +149,11 @@ interruption continues where it stopped.`,
 				return err
 			}
 			defer done()
+			release, removed := cleanStaleTemps(abs)
+			defer release()
+			for _, r := range removed {
+				fmt.Fprintf(a.stderr, "pcnode: removed %s, left by an interrupted get (the blocks it had fetched are kept in the store)\n", r)
+			}
 			fn, finish := a.progress("fetching", true, false)
 			req.Output = abs
 			res, err := b.Get(cmd.Context(), req, fn)
@@ -204,6 +210,52 @@ func (a *app) lsCmd() *cobra.Command {
 			})
 		},
 	}
+}
+
+// tempInfix names the hidden staging files and directories in which an
+// output NAME is written before it is renamed into place:
+// ".NAME.pcnode-tmp-*" (blobstore's Export and StagedFile, share
+// decryption).
+const tempInfix = ".pcnode-tmp-"
+
+// cleanStaleTemps removes what earlier gets of dst left beside it: the
+// staging entries of dst (".NAME.pcnode-tmp-*") in its directory. A get
+// killed in the middle, or whose daemon was killed, leaves one, never a
+// partial NAME; the blocks it had fetched are in the store, so the get
+// run again resumes from there and needs none of it. It returns the paths
+// removed.
+//
+// While a get runs it holds an advisory lock (flock) on dst's directory,
+// taken here and dropped by release. A get that cannot take the lock
+// because another get into the same directory is running cleans nothing,
+// so that it never removes the staging file of a get still in progress.
+// Errors (no such directory, no flock) only mean nothing is cleaned.
+func cleanStaleTemps(dst string) (release func(), removed []string) {
+	dir, base := filepath.Dir(dst), filepath.Base(dst)
+	d, err := os.Open(dir)
+	if err != nil {
+		return func() {}, nil
+	}
+	if err := unix.Flock(int(d.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		d.Close()
+		return func() {}, nil
+	}
+	release = func() { d.Close() } // closing the descriptor drops the lock
+	ents, err := d.ReadDir(-1)
+	if err != nil {
+		return release, nil
+	}
+	prefix := "." + base + tempInfix
+	for _, e := range ents {
+		if !strings.HasPrefix(e.Name(), prefix) {
+			continue
+		}
+		p := filepath.Join(dir, e.Name())
+		if os.RemoveAll(p) == nil {
+			removed = append(removed, p)
+		}
+	}
+	return release, removed
 }
 
 // unwrapPathError drops the *fs.PathError wrapper whose path the caller
