@@ -99,9 +99,9 @@ func wholeOrAbsent(t *testing.T, want, path string) bool {
 	return true
 }
 
-// noTempLeft lists files in dir that look like a writer's temporary file
-// for name (".name.pcnode-tmp-*" or similar), which a restart should not
-// keep claiming space for forever; they are logged, not failed.
+// tempsIn lists the hidden entries in dir: a writer's temporary files
+// (".name.pcnode-tmp-*" or similar). A killed get may leave one; the next
+// get of the same name removes it.
 func tempsIn(t *testing.T, dir string) []string {
 	t.Helper()
 	ents, _ := os.ReadDir(dir)
@@ -259,10 +259,14 @@ func crashGet(t *testing.T, killSender bool) {
 		if tmp := tempsIn(t, outDir); len(tmp) > 0 {
 			t.Logf("round %d: temporary files left beside the output: %v", i, tmp)
 		}
-		// The get, repeated, completes.
+		// The get, repeated, completes, and removes what the killed one
+		// left beside the output.
 		_ = os.Remove(out)
 		b.must("get", cids[i], "-o", out)
 		sameFile(t, srcs[i], out)
+		if tmp := tempsIn(t, outDir); len(tmp) > 0 {
+			t.Errorf("round %d: after the repeated get, temporary files are still beside the output: %v", i, tmp)
+		}
 	}
 	a.verifyClean("at the end")
 	b.verifyClean("at the end")
