@@ -7,6 +7,9 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // StagedFile is a file written in order under a hidden temporary name in
@@ -25,6 +28,7 @@ type StagedFile struct {
 	f          *os.File
 	wb         writeback
 	n          int64
+	direct     bool // f is open with O_DIRECT (see Write)
 
 	once sync.Once
 	err  error
@@ -47,12 +51,62 @@ func CreateStaged(dst string) (*StagedFile, error) {
 		os.RemoveAll(stage)
 		return nil, fmt.Errorf("blobstore: stage %s: %w", dst, err)
 	}
-	return &StagedFile{dst: dst, stage: stage, f: f, wb: writeback{f: f}}, nil
+	// Direct I/O where the file system has it: see Write.
+	direct := setDirect(f, true) == nil
+	return &StagedFile{dst: dst, stage: stage, f: f, wb: writeback{f: f}, direct: direct}, nil
+}
+
+// directAlign is the alignment O_DIRECT needs of buffers, lengths and
+// offsets: 4096 covers disks of 512-byte and 4 KiB sectors.
+const directAlign = 4096
+
+// setDirect sets or clears O_DIRECT on f.
+func setDirect(f *os.File, on bool) error {
+	fd := int(f.Fd())
+	fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
+	if err != nil {
+		return err
+	}
+	if on {
+		fl |= unix.O_DIRECT
+	} else {
+		fl &^= unix.O_DIRECT
+	}
+	_, err = unix.FcntlInt(uintptr(fd), unix.F_SETFL, fl)
+	return err
 }
 
 // Write appends p to the staged file.
+//
+// Aligned writes (whole 1 MiB file leaves, as Go allocates them: page
+// aligned) go to the disk with O_DIRECT, without a copy into the page
+// cache: on the machine of docs/STORAGE.md that copy costs about 1.2 CPU
+// seconds per GiB, as much as the whole DAG stream's receipt. The first
+// unaligned write (a file's last, short leaf) clears O_DIRECT and the
+// rest goes through the page cache. Commit's syncfs makes both durable.
 func (s *StagedFile) Write(p []byte) (int, error) {
-	n, err := s.wb.Write(p)
+	if s.direct && (len(p)%directAlign != 0 || s.n%directAlign != 0 ||
+		(len(p) > 0 && uintptr(unsafe.Pointer(unsafe.SliceData(p)))%directAlign != 0)) {
+		if err := setDirect(s.f, false); err != nil {
+			return 0, fmt.Errorf("blobstore: stage %s: %w", s.dst, err)
+		}
+		s.direct = false
+	}
+	var n int
+	var err error
+	if s.direct {
+		n, err = s.f.Write(p)
+		if errors.Is(err, unix.EINVAL) && n == 0 {
+			// The file system refused this direct write after all:
+			// write through the page cache from now on.
+			if err = setDirect(s.f, false); err == nil {
+				s.direct = false
+				n, err = s.wb.Write(p)
+			}
+		}
+	} else {
+		n, err = s.wb.Write(p)
+	}
 	s.n += int64(n)
 	if err != nil {
 		return n, fmt.Errorf("blobstore: stage %s: %w", s.dst, err)
