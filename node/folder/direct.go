@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
+	"io"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"sync"
 	"time"
@@ -536,4 +539,121 @@ func sameDevice(a, b string) bool {
 		return false
 	}
 	return sa.Dev == sb.Dev
+}
+
+// smallSink stages single-block files as their blocks arrive over the
+// DAG stream: each block (verified by p2p) is written to a temporary
+// file next to every destination that wants it. The writing is done by
+// stageWorkers goroutines, each directory by one of them (see stageAll).
+type smallSink struct {
+	f        *Folder
+	want     map[string][]action // block key → files of that content
+	jobs     []chan smallJob
+	dirs     *dirCache
+	progress func()
+	wg       sync.WaitGroup
+	mu       sync.Mutex
+	staged   map[string]staged
+}
+
+type smallJob struct {
+	a    action
+	data []byte
+}
+
+func (s *smallSink) start() {
+	for i := range s.jobs {
+		s.jobs[i] = make(chan smallJob, 64)
+		s.wg.Add(1)
+		go func(jobs chan smallJob) {
+			defer s.wg.Done()
+			for j := range jobs {
+				st, err := s.f.stageWith(j.a, s.dirs, func(w io.Writer) (int64, error) {
+					n, err := w.Write(j.data)
+					return int64(n), err
+				})
+				if err != nil {
+					s.f.log.Debug("stage from dag stream", "path", j.a.want.Path, "err", err)
+					continue // fetched again by bitswap
+				}
+				s.mu.Lock()
+				s.staged[j.a.want.Path] = st
+				s.mu.Unlock()
+			}
+		}(s.jobs[i])
+	}
+}
+
+// PutMany is the p2p.BlockSink.
+func (s *smallSink) PutMany(ctx context.Context, bs []blocks.Block) error {
+	for _, b := range bs {
+		k := b.Cid().KeyString()
+		for _, a := range s.want[k] {
+			h := fnv.New32a()
+			_, _ = h.Write([]byte(path.Dir(a.want.Path)))
+			select {
+			case s.jobs[int(h.Sum32())%len(s.jobs)] <- smallJob{a: a, data: b.RawData()}:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		delete(s.want, k)
+	}
+	if s.progress != nil {
+		s.progress()
+	}
+	return nil
+}
+
+func (s *smallSink) stop() {
+	for _, j := range s.jobs {
+		close(j)
+	}
+	s.wg.Wait()
+}
+
+// fetchSmall stages the single-block files of as from the DAG stream of
+// a member that has them, into out (by path), and returns the actions
+// it did not stage.
+func (f *Folder) fetchSmall(ctx context.Context, as []action, out map[string]staged, progress func()) []action {
+	byPeer := map[peer.ID][]action{}
+	var order []peer.ID
+	var rest []action
+	for _, a := range as {
+		ps := f.dagPeers(a.want.Path, a.want.CID)
+		if len(ps) == 0 {
+			rest = append(rest, a)
+			continue
+		}
+		if _, ok := byPeer[ps[0]]; !ok {
+			order = append(order, ps[0])
+		}
+		byPeer[ps[0]] = append(byPeer[ps[0]], a)
+	}
+	for _, p := range order {
+		acts := byPeer[p]
+		s := &smallSink{f: f, want: map[string][]action{}, jobs: make([]chan smallJob, stageWorkers),
+			dirs: &dirCache{made: map[string]bool{}}, progress: progress, staged: map[string]staged{}}
+		var roots []cid.Cid
+		for _, a := range acts {
+			k := a.want.CID.KeyString()
+			if _, ok := s.want[k]; !ok {
+				roots = append(roots, a.want.CID)
+			}
+			s.want[k] = append(s.want[k], a)
+		}
+		s.start()
+		st, err := p2p.FetchDAGs(ctx, f.cfg.Host, f.cfg.Store, p, roots, s)
+		s.stop()
+		f.streamed.Add(st.Bytes)
+		f.log.Debug("dag stream (small files)", "peer", p, "files", len(acts), "blocks", st.Blocks, "bytes", st.Bytes, "staged", len(s.staged), "err", err)
+		for _, a := range acts {
+			if x, ok := s.staged[a.want.Path]; ok {
+				out[a.want.Path] = x
+			} else {
+				rest = append(rest, a)
+			}
+		}
+	}
+	return rest
 }

@@ -26,7 +26,7 @@ func TestTenThousandFiles(t *testing.T) {
 	devs, _ := newDevs(t, 2, "tenk", func(i int, c *Config) {
 		c.NoWatch = true
 		if os.Getenv("FOLDER_DEBUG") != "" {
-			c.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+			c.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("dev", i)
 		}
 	})
 	a, b := devs[0], devs[1]

@@ -183,7 +183,9 @@ func (f *Folder) pull(ctx context.Context) error {
 	var pending chan fetchResult
 	defer func() {
 		if pending != nil {
-			(<-pending).release(f)
+			res := <-pending
+			res.release(f)
+			res.discard()
 		}
 	}()
 	if len(chunks) > 0 {
@@ -386,7 +388,8 @@ func (f *Folder) applyDelete(a action) (*record, error) {
 const stageWorkers = 8
 
 // stageAll stages every action without an error yet, recording failures in errs.
-func (f *Folder) stageAll(ctx context.Context, as []action, parts map[string]*partial, errs map[string]error) []staged {
+func (f *Folder) stageAll(ctx context.Context, as []action, res fetchResult, errs map[string]error) []staged {
+	parts := res.parts
 	out := make([]staged, len(as))
 	fails := make([]error, len(as))
 	dirs := &dirCache{made: map[string]bool{}}
@@ -417,6 +420,10 @@ func (f *Folder) stageAll(ctx context.Context, as []action, parts map[string]*pa
 			defer wg.Done()
 			for g := range next {
 				for _, i := range g {
+					if s, ok := res.staged[as[i].want.Path]; ok {
+						out[i] = s
+						continue
+					}
 					if pt := parts[as[i].want.Path]; pt != nil {
 						var ok bool
 						if out[i], ok, fails[i] = f.stagePartial(pt, dirs); ok || fails[i] != nil {
@@ -495,7 +502,8 @@ func (f *Folder) applyFiles(ctx context.Context, as []action, res fetchResult) (
 		// cannot be (each failure costs a fetch stall); the rest waits
 		// for the next pull.
 		res.release(f)
-		res = fetchResult{fetched: map[cid.Cid]bool{}, parts: map[string]*partial{}}
+		res.discard()
+		res = fetchResult{fetched: map[cid.Cid]bool{}, parts: map[string]*partial{}, staged: map[string]staged{}}
 		var stuck error
 		for _, a := range as {
 			if stuck != nil {
@@ -506,6 +514,8 @@ func (f *Folder) applyFiles(ctx context.Context, as []action, res fetchResult) (
 			if got.err != nil {
 				errs[a.want.Path] = got.err
 				stuck = got.err
+				got.discard()
+				got.staged = nil
 			}
 			for c := range got.fetched {
 				res.fetched[c] = true
@@ -513,12 +523,15 @@ func (f *Folder) applyFiles(ctx context.Context, as []action, res fetchResult) (
 			for p, pt := range got.parts {
 				res.parts[p] = pt
 			}
+			for p, st := range got.staged {
+				res.staged[p] = st
+			}
 		}
 	}
 	defer res.release(f)
 	fetched := res.fetched
 	f.log.Debug("fetched", "n", len(as), "took", time.Since(t0))
-	st := f.stageAll(ctx, as, res.parts, errs)
+	st := f.stageAll(ctx, as, res, errs)
 	f.log.Debug("staged", "n", len(st), "took", time.Since(t0))
 	defer func() {
 		for _, s := range st {
@@ -583,31 +596,40 @@ var emptyCID, _ = rawCID(nil)
 // local before. Fetched blocks are not made durable: the files written
 // from them are, and a crash before that fetches them again.
 func (f *Folder) fetch(ctx context.Context, as []action) fetchResult {
-	res := fetchResult{parts: map[string]*partial{}}
-	res.fetched, res.err = f.fetchAll(ctx, as, res.parts)
+	res := fetchResult{fetched: map[cid.Cid]bool{}, parts: map[string]*partial{}, staged: map[string]staged{}}
+	res.err = f.fetchAll(ctx, as, &res)
 	return res
 }
 
 // fetchResult is what fetch made local for a batch.
 type fetchResult struct {
-	fetched map[cid.Cid]bool    // roots that were not local before
+	fetched map[cid.Cid]bool    // roots that were not local before (their stored copies go once placed)
 	parts   map[string]*partial // complete partial files, by path
+	staged  map[string]staged   // single-block files already staged from the DAG stream, by path
 	err     error
 }
 
-// release lets other batches use the result's partial files.
+// release lets other batches use the result's partial files; it removes
+// the files staged by the fetch that were not used.
 func (r fetchResult) release(f *Folder) {
 	for _, pt := range r.parts {
 		f.releasePartial(pt.path)
 	}
 }
 
-func (f *Folder) fetchAll(ctx context.Context, as []action, parts map[string]*partial) (map[cid.Cid]bool, error) {
+// discard removes the files the fetch staged (none of them placed).
+func (r fetchResult) discard() {
+	for _, s := range r.staged {
+		_ = os.Remove(s.tmp)
+	}
+}
+
+func (f *Folder) fetchAll(ctx context.Context, as []action, res *fetchResult) error {
 	ctx, progress, stop := stallGuard(ctx, fetchStall)
 	defer stop()
+	parts, fetched := res.parts, res.fetched
 	var raws []cid.Cid
-	var treeActs []action
-	fetched := map[cid.Cid]bool{}
+	var rawActs, treeActs []action
 	for _, a := range as {
 		c := a.want.CID
 		if c.Equals(emptyCID) {
@@ -619,10 +641,18 @@ func (f *Folder) fetchAll(ctx context.Context, as []action, parts map[string]*pa
 			fetched[c] = true
 		}
 		if c.Prefix().Codec == cid.Raw {
-			raws = append(raws, c)
+			rawActs = append(rawActs, a)
 		} else {
 			treeActs = append(treeActs, a)
 		}
+	}
+	// Single-block files come over the DAG stream, each written to its
+	// temporary file as it arrives (direct.go); the rest by bitswap.
+	for _, a := range f.fetchSmall(ctx, rawActs, res.staged, progress) {
+		raws = append(raws, a.want.CID)
+	}
+	for _, s := range res.staged {
+		delete(fetched, s.a.want.CID) // never stored
 	}
 	// Files of several blocks come over the DAG stream straight into
 	// place where a member serves it (direct.go); the rest by bitswap.
@@ -644,24 +674,24 @@ func (f *Folder) fetchAll(ctx context.Context, as []action, parts map[string]*pa
 			got := cid.NewSet()
 			for opt := range ng.GetMany(ctx, batch) {
 				if opt.Err != nil {
-					return nil, opt.Err
+					return opt.Err
 				}
 				got.Add(opt.Node.Cid())
 				progress()
 			}
 			for _, c := range batch {
 				if !got.Has(c) {
-					return nil, blobstore.ErrNotFound{Cid: c}
+					return blobstore.ErrNotFound{Cid: c}
 				}
 			}
 		}
 	}
 	for _, c := range trees {
 		if err := blobstore.Fetch(ctx, f.dag, c, func(int64, int64) { progress() }); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	return fetched, nil
+	return nil
 }
 
 func randSuffix() string {
@@ -673,6 +703,11 @@ func randSuffix() string {
 // stage writes a's content to a temporary file next to its destination,
 // with its mode and mtime, and checks its size.
 func (f *Folder) stage(ctx context.Context, a action, dirs *dirCache) (staged, error) {
+	return f.stageWith(a, dirs, func(w io.Writer) (int64, error) { return f.copyContent(ctx, w, a.want.CID) })
+}
+
+// stageWith is stage with the content written by write.
+func (f *Folder) stageWith(a action, dirs *dirCache, write func(io.Writer) (int64, error)) (staged, error) {
 	dst := f.abs(a.want.Path)
 	dir := filepath.Dir(dst)
 	if err := dirs.ensure(dir); err != nil {
@@ -683,7 +718,7 @@ func (f *Folder) stage(ctx context.Context, a action, dirs *dirCache) (staged, e
 	if err != nil {
 		return staged{}, err
 	}
-	n, err := f.copyContent(ctx, fd, a.want.CID)
+	n, err := write(fd)
 	if err == nil && n != a.want.Size {
 		err = fmt.Errorf("content of %s is %d bytes, index says %d", a.want.CID, n, a.want.Size)
 	}

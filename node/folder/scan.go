@@ -50,10 +50,16 @@ func (r *record) setStat(st diskStat) {
 	r.Ino, r.StatSize, r.StatMTime, r.StatMode = st.ino, st.size, st.mtime, uint32(st.mode)
 }
 
+// firstCommit is the size of a scan's first commit: small, so that the
+// other devices start fetching while the scan goes on; each commit after
+// it doubles, up to scanCommit, which bounds the syncs of a long scan.
+const firstCommit = 250
+
 // scanner carries one scan's pending work.
 type scanner struct {
 	f       *Folder
 	ctx     context.Context
+	commits int // commits made so far
 	refs    []blobstore.Ref
 	inner   []blocks.Block
 	changed []*record // new versions to announce
@@ -199,7 +205,7 @@ func (sc *scanner) add(r *record, quiet bool) error {
 	} else {
 		sc.changed = append(sc.changed, r)
 	}
-	if len(sc.changed)+len(sc.quiet) >= scanCommit {
+	if len(sc.changed)+len(sc.quiet) >= sc.commitAt() {
 		return sc.commit()
 	}
 	return nil
@@ -347,8 +353,14 @@ func (f *Folder) massDelete(n, live int) bool {
 	return n > MassDeleteMax || 2*n > live
 }
 
+// commitAt is how many records the next commit waits for.
+func (sc *scanner) commitAt() int {
+	return min(firstCommit<<min(sc.commits, 8), scanCommit)
+}
+
 // commit makes the buffered blocks durable, then records the entries.
 func (sc *scanner) commit() error {
+	sc.commits++
 	if err := sc.flush(); err != nil {
 		return err
 	}
