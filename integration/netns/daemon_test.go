@@ -267,7 +267,7 @@ func (d *daemon) waitDevice(other string, within time.Duration, since time.Time,
 // API access: the agent role "metrics" of this test binary.
 func (d *daemon) metric(name string) float64 {
 	d.t.Helper()
-	v, n := d.metricSum(name, "")
+	v, n := d.metricSum(name)
 	if n == 0 {
 		d.t.Fatalf("%s: no metric %s", d.name, name)
 	}
@@ -275,9 +275,9 @@ func (d *daemon) metric(name string) float64 {
 }
 
 // metricSum returns the sum of the samples of metric name whose labels
-// contain label (such as `direction="received"`; "" matches only samples
-// without labels), and how many samples were summed.
-func (d *daemon) metricSum(name, label string) (float64, int) {
+// contain every one of labels (such as `direction="received"`; none
+// matches only samples without labels), and how many samples were summed.
+func (d *daemon) metricSum(name string, labels ...string) (float64, int) {
 	d.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -294,8 +294,8 @@ func (d *daemon) metricSum(name, label string) (float64, int) {
 		if len(f) != 2 {
 			continue
 		}
-		metric, labels, _ := strings.Cut(f[0], "{")
-		if metric != name || (label == "" && labels != "") || !strings.Contains(labels, label) {
+		metric, have, _ := strings.Cut(f[0], "{")
+		if metric != name || (len(labels) == 0 && have != "") || !containsAll(have, labels) {
 			continue
 		}
 		var v float64
@@ -305,6 +305,15 @@ func (d *daemon) metricSum(name, label string) (float64, int) {
 		}
 	}
 	return sum, n
+}
+
+func containsAll(s string, subs []string) bool {
+	for _, sub := range subs {
+		if !strings.Contains(s, sub) {
+			return false
+		}
+	}
+	return true
 }
 
 // runMetrics is the agent role "metrics": print the daemon's /metrics.
