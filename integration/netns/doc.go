@@ -19,6 +19,13 @@
 //	server := tb.Host("server", wan)                     // 203.0.113.x
 //	out, err := laptop.Exec(ctx, "ping", "-c1", server.Addr.String())
 //	tb.Cut(natA.Uplink); tb.Heal(natA.Uplink)            // carrier off / on
+//	tb.Impair(link, netns.Impairment{Delay: 200 * time.Millisecond, Loss: 0.1})
+//
+// Impair delays and drops packets with netem where the kernel has it;
+// without netem, loss alone is made with nftables and a delay with a
+// user-space delay line: the test process carries the link's frames
+// between AF_PACKET sockets opened in the LAN's switch namespace, holding
+// each for the delay (LineStats reports what it did).
 //
 // Addresses come only from the documentation ranges (192.0.2.0/24,
 // 198.51.100.0/24, 203.0.113.0/24); LAN refuses anything else, so a test
