@@ -28,14 +28,39 @@ var (
 	quarantinePrefix = ds.NewKey("/quarantine")
 )
 
+// Memory the block store's pebble database may hold. Memtables and the
+// block cache are allocated outside Go's heap (cgo) and stay resident once
+// touched, and pebble keeps one flushed memtable for reuse besides the one
+// being written: after a burst of writes a daemon holds up to twice
+// pebbleMemTable until it exits. With 64 MiB memtables an idle home server
+// had 128 MiB of memtables allocated (of 261 MiB RSS) after its initial
+// sync; docs/SERVER.md has the figures. Blocks of 128 KiB and more (file
+// leaves) never pass through pebble (tiered.go), so its memtables only see
+// inner nodes, directories and small files. Pebble also preallocates each
+// WAL file to 1.1 × the memtable size: on a small disk, space that a full
+// disk does not get back (TestReliabilityDiskFull* failed with 32 MiB).
+const (
+	// pebbleMemTable is the memtable size. A commit of half of it or
+	// more (an import's 16 MiB batch of small files) bypasses the
+	// memtable: pebble flushes it as a table of its own.
+	pebbleMemTable = 8 << 20
+	// pebbleCache is the block cache. A read that misses it is served
+	// from the kernel's page cache; the idle home server's cache was
+	// empty after its sync with 64 MiB allowed.
+	pebbleCache = 8 << 20
+)
+
 // pebbleOptions are tuned for blocks of up to a few MiB written in large
-// batches; the reasons are measured in docs/STORAGE.md.
-func pebbleOptions(log *slog.Logger) *pebble.Options {
+// batches; the reasons are measured in docs/STORAGE.md. Background errors
+// (a flush or compaction that failed) go to pebbleErrorFunc.
+func (s *Store) pebbleOptions() *pebble.Options {
 	o := &pebble.Options{
-		Logger: pebbleLogger{log},
-		// A larger memtable means fewer, larger L0 flushes during an
-		// import; 64 MiB keeps memory bounded (at most 2 are queued).
-		MemTableSize:                64 << 20,
+		Logger: pebbleLogger{s.log},
+		EventListener: &pebble.EventListener{
+			BackgroundError: s.pebbleErrorFunc(pebbleFullBackoff),
+		},
+		MemTableSize: pebbleMemTable,
+		// Writes stall once this many memtables wait for their flush.
 		MemTableStopWritesThreshold: 4,
 		L0CompactionThreshold:       4,
 		L0StopWritesThreshold:       32,
@@ -64,9 +89,9 @@ func (s *Store) openBackend() error {
 		return err
 	}
 	pdb, err := pebbleds.NewDatastore(filepath.Join(s.cfg.Dir, "pebble"),
-		pebbleds.WithPebbleOpts(pebbleOptions(s.log)),
+		pebbleds.WithPebbleOpts(s.pebbleOptions()),
 		pebbleds.WithPebbleWriteOptions(pebble.NoSync),
-		pebbleds.WithCacheSize(64<<20),
+		pebbleds.WithCacheSize(pebbleCache),
 	)
 	if err != nil {
 		return err
@@ -82,7 +107,7 @@ func (s *Store) openBackend() error {
 			return nil, err
 		}
 		s.closers = append(s.closers, fdb.Close)
-		return fdb, nil
+		return flatfsCleaning{fdb}, nil
 	}
 	switch s.cfg.Backend {
 	case "", BackendTiered:

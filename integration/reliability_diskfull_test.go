@@ -1,6 +1,9 @@
 package integration
 
 import (
+	"encoding/json"
+	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -76,6 +79,40 @@ func fill(t *testing.T, dir string, leave int64) string {
 	return path
 }
 
+// noTempFiles fails if the store under home kept temporary files of a
+// failed write: they would keep the disk full after the user freed space.
+func noTempFiles(t *testing.T, home string) {
+	t.Helper()
+	tmp := filepath.Join(home, "data", "flatfs", ".temp")
+	var left []string
+	_ = filepath.WalkDir(tmp, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			left = append(left, p)
+		}
+		return nil
+	})
+	if len(left) > 0 {
+		t.Fatalf("a failed write left %d temporary files (%s ...)\n%s", len(left), left[0], usage(home))
+	}
+}
+
+// usage lists the files under dir of 1 MiB or more, for a failure message
+// that says what holds the space.
+func usage(dir string) string {
+	var b strings.Builder
+	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return nil
+		}
+		var st syscall.Stat_t
+		if syscall.Stat(p, &st) == nil && st.Blocks*512 >= 1<<20 {
+			fmt.Fprintf(&b, "%6.1f MiB allocated  %s\n", float64(st.Blocks*512)/(1<<20), p)
+		}
+		return nil
+	})
+	return b.String()
+}
+
 // procAt is newProc (or newDevice, with no cloud) with its home at home.
 func procAt(t *testing.T, name, home string, cloud bool) *proc {
 	t.Helper()
@@ -122,6 +159,7 @@ func TestReliabilityDiskFullAdd(t *testing.T) {
 	if !n.alive() {
 		t.Fatalf("the daemon died on a full disk\n%s", n.logs())
 	}
+	noTempFiles(t, n.home)
 	n.verifyClean("on the full disk")
 	out := filepath.Join(t.TempDir(), "one")
 	n.must("get", one.CID, "-o", out)
@@ -132,7 +170,13 @@ func TestReliabilityDiskFullAdd(t *testing.T) {
 		t.Fatal(err)
 	}
 	var two api.AddResult
-	n.mustJSON(&two, "add", second)
+	res, err := n.run("--json", "add", second)
+	if err != nil {
+		t.Fatalf("add after space returned (%d MiB free): %v\n%s", freeBytes(t, mnt)>>20, err, usage(mnt))
+	}
+	if err := json.Unmarshal([]byte(res), &two); err != nil {
+		t.Fatalf("add --json: %v\n%s", err, res)
+	}
 	out2 := filepath.Join(t.TempDir(), "two")
 	n.must("get", two.CID, "-o", out2)
 	sameFile(t, second, out2)
@@ -174,6 +218,7 @@ func TestReliabilityDiskFullFetch(t *testing.T) {
 	if _, err := os.Lstat(filepath.Join(outDir, "big")); err == nil {
 		t.Fatal("a failed get left its output behind")
 	}
+	noTempFiles(t, b.home)
 	b.verifyClean("on the full disk")
 	out := filepath.Join(outDir, "small-again")
 	b.must("get", s1.CID, "-o", out)
@@ -182,7 +227,9 @@ func TestReliabilityDiskFullFetch(t *testing.T) {
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}
-	b.must("get", s2.CID, "-o", filepath.Join(outDir, "big"))
+	if _, err := b.run("get", s2.CID, "-o", filepath.Join(outDir, "big")); err != nil {
+		t.Fatalf("get after space returned (%d MiB free): %v\n%s", freeBytes(t, mnt)>>20, err, usage(mnt))
+	}
 	sameFile(t, big, filepath.Join(outDir, "big"))
 	b.verifyClean("after space returned")
 }
