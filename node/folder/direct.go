@@ -116,6 +116,9 @@ func newDirectSink(f *Folder) *directSink {
 // want registers the slot s for block c, filling it at once where the
 // block was seen already.
 func (d *directSink) want(c cid.Cid, s slot) error {
+	if s.size > s.p.a.want.Size-s.off {
+		return fmt.Errorf("%w: block %s at %d+%d is past the end of a file of %d bytes", p2p.ErrDAGCorrupt, c, s.off, s.size, s.p.a.want.Size)
+	}
 	k := c.KeyString()
 	if n := d.inner[k]; n != nil {
 		return d.expand(n, s)
@@ -143,6 +146,9 @@ func (d *directSink) expand(n *innerNode, s slot) error {
 	}
 	var total int64
 	for i, k := range n.kids {
+		if n.sizes[i] > uint64(s.p.a.want.Size) {
+			return fmt.Errorf("%w: a child of %d bytes in a file of %d", p2p.ErrDAGCorrupt, n.sizes[i], s.p.a.want.Size)
+		}
 		if err := d.want(k, slot{p: s.p, off: off, size: int64(n.sizes[i])}); err != nil {
 			return err
 		}

@@ -3,14 +3,22 @@ package folder
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
+	"github.com/ipfs/boxo/ipld/merkledag"
+	"github.com/ipfs/boxo/ipld/unixfs"
+	unixfspb "github.com/ipfs/boxo/ipld/unixfs/pb"
 	blocks "github.com/ipfs/go-block-format"
+	"github.com/ipfs/go-cid"
+	ipld "github.com/ipfs/go-ipld-format"
 
 	"github.com/pcnode/pcnode/blobstore"
+	"github.com/pcnode/pcnode/p2p"
 )
 
 const mib = 1 << 20
@@ -152,4 +160,123 @@ func TestDirectResume(t *testing.T) {
 	if _, err := os.Stat(part); err == nil {
 		t.Error("the partial file is still there")
 	}
+}
+
+// innerBytes builds a file's inner node with the given children and
+// declared sizes.
+func innerBytes(t testing.TB, kids []cid.Cid, sizes []uint64) []byte {
+	t.Helper()
+	fsn := unixfs.NewFSNode(unixfspb.Data_File)
+	for _, s := range sizes {
+		fsn.AddBlockSize(s)
+	}
+	data, err := fsn.GetBytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pn := merkledag.NodeWithData(data)
+	for i, k := range kids {
+		if err := pn.AddRawLink(strconv.Itoa(i), &ipld.Link{Cid: k, Size: sizes[i]}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = pn.SetCidBuilder(dagPrefix)
+	return pn.RawData()
+}
+
+// A member's inner node that lays blocks outside the file, or whose
+// leaves do not have the sizes it declares, is refused before anything
+// is written past the file's end.
+func TestDirectSinkRefusesBadLayout(t *testing.T) {
+	leaf := randData(1, 100)
+	lc, _ := rawCID(leaf)
+	cases := []struct {
+		name  string
+		sizes []uint64
+		size  int64 // the file's size in the index
+	}{
+		{"children past the end", []uint64{100, 100}, 150},
+		{"declared sizes not the file's", []uint64{100, 100}, 250},
+		{"a leaf not of its declared size", []uint64{90, 110}, 200},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			d, pt := sinkFor(t, tc.size)
+			b := innerBlock(t, []cid.Cid{lc, lc}, tc.sizes)
+			if err := d.want(b.Cid(), slot{p: pt, size: tc.size}); err != nil {
+				t.Fatal(err)
+			}
+			err := d.arrive(b, true)
+			if err == nil {
+				err = d.arrive(mustBlock(t, leaf, lc), true)
+			}
+			if !errors.Is(err, p2p.ErrDAGCorrupt) {
+				t.Fatalf("err = %v, want ErrDAGCorrupt", err)
+			}
+			if fi, _ := pt.fd.Stat(); fi.Size() > tc.size {
+				t.Fatalf("partial grew to %d bytes, file has %d", fi.Size(), tc.size)
+			}
+		})
+	}
+}
+
+func innerBlock(t testing.TB, kids []cid.Cid, sizes []uint64) blocks.Block {
+	t.Helper()
+	data := innerBytes(t, kids, sizes)
+	c, err := dagPrefix.Sum(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mustBlock(t, data, c)
+}
+
+func mustBlock(t testing.TB, data []byte, c cid.Cid) blocks.Block {
+	t.Helper()
+	b, err := blocks.NewBlockWithCid(data, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// sinkFor is a directSink over one partial file of size bytes.
+func sinkFor(t testing.TB, size int64) (*directSink, *partial) {
+	t.Helper()
+	fd, err := os.CreateTemp(t.TempDir(), "partial")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fd.Close() })
+	pt := &partial{a: action{want: Entry{Path: "f", Size: size}}, path: fd.Name(), fd: fd}
+	return newDirectSink(&Folder{}), pt
+}
+
+// Whatever inner node a peer sends, placing it never panics and never
+// writes past the file's end.
+func FuzzDirectSinkInner(f *testing.F) {
+	leaf := randData(1, 100)
+	lc, _ := rawCID(leaf)
+	f.Add(innerBytes(f, []cid.Cid{lc, lc}, []uint64{100, 100}), int64(200))
+	f.Add(innerBytes(f, []cid.Cid{lc}, []uint64{1 << 40}), int64(100))
+	f.Add([]byte{0x0a, 0x02, 0x08, 0x02}, int64(0))
+	f.Fuzz(func(t *testing.T, data []byte, size int64) {
+		if size < 0 || size > 1<<20 {
+			return
+		}
+		c, err := dagPrefix.Sum(data)
+		if err != nil {
+			return
+		}
+		d, pt := sinkFor(t, size)
+		if err := d.want(c, slot{p: pt, size: size}); err != nil {
+			return
+		}
+		if err := d.arrive(mustBlock(t, data, c), true); err != nil {
+			return
+		}
+		_ = d.arrive(mustBlock(t, leaf, lc), true)
+		if fi, _ := pt.fd.Stat(); fi.Size() > size {
+			t.Fatalf("partial grew to %d bytes, file has %d", fi.Size(), size)
+		}
+	})
 }
