@@ -14,6 +14,7 @@ import (
 	"github.com/ipfs/go-cid"
 
 	"github.com/pcnode/pcnode/blobstore"
+	"github.com/pcnode/pcnode/node/share"
 )
 
 // streamOrder returns the blocks under root as the DAG stream sends them:
@@ -150,4 +151,70 @@ func swapped(bs []blocks.Block, i, j int) []blocks.Block {
 	out := append([]blocks.Block(nil), bs...)
 	out[i], out[j] = out[j], out[i]
 	return out
+}
+
+func TestUnsealOutput(t *testing.T) {
+	dir := t.TempDir()
+	plain := filepath.Join(dir, "plain")
+	want := make([]byte, 3<<20+5)
+	rand.NewChaCha8([32]byte{9}).Read(want)
+	if err := os.WriteFile(plain, want, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	key, err := share.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sealed bytes.Buffer
+	if _, _, err := share.Seal(&sealed, plain, key); err != nil {
+		t.Fatal(err)
+	}
+	other, _ := share.NewKey()
+	for _, tc := range []struct {
+		name  string
+		key   share.Key
+		abort bool
+		err   error // of Commit; nil: the output must be the plaintext
+	}{
+		{name: "commit", key: key},
+		{name: "abort", key: key, abort: true},
+		{name: "wrong key", key: other, err: share.ErrKey},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dst := filepath.Join(t.TempDir(), "out")
+			u := newUnsealOutput(tc.key, dst)
+			// Written in leaf-sized pieces, as the tee does. With a
+			// wrong key the decryption stops at once: writes must then
+			// fail, not block.
+			var werr error
+			for b := sealed.Bytes(); len(b) > 0 && werr == nil; {
+				n := min(len(b), 1<<20)
+				_, werr = u.Write(b[:n])
+				b = b[n:]
+			}
+			if tc.abort {
+				u.Abort()
+				if _, err := os.Stat(dst); err == nil {
+					t.Fatal("Abort left an output")
+				}
+				return
+			}
+			n, err := u.Commit()
+			if tc.err != nil {
+				if !errors.Is(err, tc.err) || werr == nil {
+					t.Fatalf("Commit = %v (write error %v), want %v", err, werr, tc.err)
+				}
+				if _, err := os.Stat(dst); err == nil {
+					t.Fatal("a failed decryption left an output")
+				}
+				return
+			}
+			if err != nil || werr != nil || n != int64(len(want)) {
+				t.Fatalf("Commit = %d, %v (write error %v)", n, err, werr)
+			}
+			if got, err := os.ReadFile(dst); err != nil || !bytes.Equal(got, want) {
+				t.Fatalf("output has %d bytes (%v), want the %d of the plaintext", len(got), err, len(want))
+			}
+		})
+	}
 }

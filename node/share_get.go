@@ -93,19 +93,25 @@ func (n *Node) getLink(ctx context.Context, req api.GetRequest, fn api.ProgressF
 		}
 	}
 
-	// A plain share's file is written while it arrives over the DAG
-	// stream (fetchtee.go) when it comes whole and in order; otherwise it
-	// is exported afterwards.
-	var out *blobstore.StagedFile
+	// The item is written while it arrives over the DAG stream
+	// (fetchtee.go) when it comes whole and in order: a plain file to a
+	// staged file, an encrypted share through the decryption. Otherwise it
+	// is exported (or decrypted from the store) afterwards.
+	var out teeOutput
 	defer func() {
 		if out != nil {
 			out.Abort()
 		}
 	}()
 	var tee *fileTee
-	if h != nil && len(sharers) > 0 && !l.Encrypted() {
-		if sf, serr := blobstore.CreateStaged(req.Output); serr == nil {
-			out, tee = sf, newFileTee(c, sf)
+	if h != nil && len(sharers) > 0 {
+		if l.Encrypted() {
+			out = newUnsealOutput(key, req.Output)
+		} else if sf, serr := blobstore.CreateStaged(req.Output); serr == nil {
+			out = sf
+		}
+		if out != nil {
+			tee = newFileTee(c, out)
 		}
 	}
 	n.gcMu.RLock()
@@ -174,12 +180,20 @@ func (n *Node) getLink(ctx context.Context, req api.GetRequest, fn api.ProgressF
 		}
 		return api.GetResult{CID: c.String(), Output: req.Output, Size: size}, nil
 	}
-	r, err := blobstore.Cat(ctx, dag, c)
-	if err != nil {
-		return api.GetResult{}, n.contentErr(op, c, err)
+	var size int64
+	if out != nil {
+		// The decryption has read the whole share as it arrived, and
+		// publishes its output once it sees the end.
+		size, err = out.Commit()
+		out = nil
+	} else {
+		r, cerr := blobstore.Cat(ctx, dag, c)
+		if cerr != nil {
+			return api.GetResult{}, n.contentErr(op, c, cerr)
+		}
+		defer r.Close()
+		size, err = share.Unseal(r, key, req.Output)
 	}
-	defer r.Close()
-	size, err := share.Unseal(r, key, req.Output)
 	switch {
 	case errors.Is(err, share.ErrKey):
 		return api.GetResult{}, api.Errorf(api.ErrInvalid, "node: %s %s: the link's key does not open this share (wrong or altered key): %w", op, c, err)
@@ -399,4 +413,59 @@ func putEmpty(ctx context.Context, st *blobstore.Store) error {
 		}
 	}
 	return nil
+}
+
+// teeOutput is where a fileTee writes an item as it arrives: Commit
+// publishes it once the fetch is complete and checked, Abort drops it.
+// *blobstore.StagedFile is one; unsealOutput another.
+type teeOutput interface {
+	io.Writer
+	Commit() (int64, error)
+	Abort()
+}
+
+var (
+	_ teeOutput = (*blobstore.StagedFile)(nil)
+	_ teeOutput = (*unsealOutput)(nil)
+)
+
+// errTeeAborted ends the decryption of an item whose fetch did not carry
+// it whole: share.Unseal then leaves nothing at the output.
+var errTeeAborted = errors.New("the fetch did not carry the share whole")
+
+// unsealOutput decrypts an encrypted share while it arrives: share.Unseal
+// reads what is written through a pipe, on a goroutine of its own. It
+// publishes its output only once it reads the end of the pipe, which
+// Commit gives it (Abort gives it an error instead).
+type unsealOutput struct {
+	pw   *io.PipeWriter
+	done chan struct{}
+	n    int64
+	err  error
+}
+
+func newUnsealOutput(key share.Key, dst string) *unsealOutput {
+	pr, pw := io.Pipe()
+	u := &unsealOutput{pw: pw, done: make(chan struct{})}
+	go func() {
+		defer close(u.done)
+		u.n, u.err = share.Unseal(pr, key, dst)
+		// A decryption that ended early (a wrong key, an existing
+		// output) makes further writes fail instead of block.
+		pr.CloseWithError(errTeeAborted)
+	}()
+	return u
+}
+
+func (u *unsealOutput) Write(p []byte) (int, error) { return u.pw.Write(p) }
+
+func (u *unsealOutput) Commit() (int64, error) {
+	u.pw.Close()
+	<-u.done
+	return u.n, u.err
+}
+
+func (u *unsealOutput) Abort() {
+	u.pw.CloseWithError(errTeeAborted)
+	<-u.done
 }
