@@ -5,10 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -118,4 +120,99 @@ func (as) Read(p []byte) (int, error) {
 		p[i] = 'a'
 	}
 	return len(p), nil
+}
+
+// TestAPIConcurrentClients: 1,000 clients at once against a daemon, from
+// eight loopback addresses (half of them from one), most with the token
+// and some without. Every
+// unauthorised request is refused (401); every authorised one is served
+// (200) or refused by a limit with Retry-After: 429 when its address has
+// too many in progress, 503 when the daemon has; the daemon stays up.
+func TestAPIConcurrentClients(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a daemon; skipped with -short")
+	}
+	t.Parallel()
+	n := newProc(t, "apiload")
+	n.start()
+	n.must("add", writeRandom(t, t.TempDir(), 8<<20, 7))
+	base := apiURL(t, n.home)
+	token, err := os.ReadFile(filepath.Join(n.home, api.TokenFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := strings.TrimSpace(string(token))
+	const clients, addrs = 1000, 8
+	hcs := make([]*http.Client, addrs)
+	for i := range hcs {
+		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(i+1))}}
+		tr := &http.Transport{DisableKeepAlives: true, DialContext: d.DialContext}
+		defer tr.CloseIdleConnections()
+		hcs[i] = &http.Client{Transport: tr, Timeout: 2 * time.Minute}
+	}
+	var mu sync.Mutex
+	codes := map[string]map[int]int{}
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range clients {
+		authorised := i%8 != 0
+		wg.Go(func() {
+			<-start
+			// repo/verify re-hashes the store: slow enough that requests
+			// overlap.
+			req, _ := http.NewRequest(http.MethodPost, base+"/api/v1/repo/verify", strings.NewReader("{}"))
+			req.Header.Set("Content-Type", "application/json")
+			kind := "no token"
+			if authorised {
+				kind = "token"
+				req.Header.Set("Authorization", "Bearer "+tok)
+			}
+			code := -1
+			// Half the clients share one address (one busy client); the
+			// others spread over seven.
+			hc := hcs[0]
+			if i%2 == 1 {
+				hc = hcs[1+(i/2)%(addrs-1)]
+			}
+			if resp, err := hc.Do(req); err == nil {
+				code = resp.StatusCode
+				if (code == 429 || code == 503) && resp.Header.Get("Retry-After") == "" {
+					code = -code
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			} else {
+				t.Errorf("client %d: %v", i, err)
+			}
+			mu.Lock()
+			if codes[kind] == nil {
+				codes[kind] = map[int]int{}
+			}
+			codes[kind][code]++
+			mu.Unlock()
+		})
+	}
+	t0 := time.Now()
+	close(start)
+	wg.Wait()
+	t.Logf("1,000 clients answered in %v: %v", time.Since(t0).Round(time.Millisecond), codes)
+	for code := range codes["no token"] {
+		if code != 401 {
+			t.Errorf("unauthorised requests got %d: %v", code, codes["no token"])
+		}
+	}
+	for code := range codes["token"] {
+		if code != 200 && code != 429 && code != 503 {
+			t.Errorf("authorised requests got %d (negative: a refusal without Retry-After): %v", code, codes["token"])
+		}
+	}
+	if codes["token"][200] == 0 {
+		t.Error("no authorised request was served")
+	}
+	if !n.alive() {
+		t.Fatalf("daemon died\n%s", n.logs())
+	}
+	if st := n.status(); !st.Online {
+		t.Errorf("status after the load: %+v", st)
+	}
 }
