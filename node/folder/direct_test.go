@@ -68,7 +68,7 @@ func TestDirectFetch(t *testing.T) {
 	// Distinct leaves: 3 random, 1 of zeros, the 100-byte tail; plus the
 	// root (a few hundred bytes).
 	unique := int64(3*mib + mib + 100)
-	if got := b.f.streamed.Load(); got < unique || got > unique+4096 {
+	if got := b.f.Status().StreamedBytes; got < unique || got > unique+4096 {
 		t.Errorf("b received %d bytes over the DAG stream, want %d and the root", got, unique)
 	}
 	if es, _ := os.ReadDir(filepath.Join(b.dir, stateDir, partialDir)); len(es) > 0 {
@@ -154,7 +154,7 @@ func TestDirectResume(t *testing.T) {
 	if !bytes.Equal(got, content) {
 		t.Fatal("b's file differs from a's")
 	}
-	if got, want := b.f.streamed.Load(), int64(4*mib+5); got != want {
+	if got, want := b.f.Status().StreamedBytes, int64(4*mib+5); got != want {
 		t.Errorf("b received %d bytes over the DAG stream, want %d (leaf 1 and the tail)", got, want)
 	}
 	if _, err := os.Stat(part); err == nil {

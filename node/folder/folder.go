@@ -498,12 +498,15 @@ type Status struct {
 	NeedFiles int   `json:"need_files"`
 	NeedBytes int64 `json:"need_bytes"`
 	// Deletes held by the mass-delete guard until Confirm.
-	HeldDeletes      int          `json:"held_deletes"`
-	HeldLocalDeletes int          `json:"held_local_deletes"`
-	Conflicts        int          `json:"conflicts"`
-	Seq              uint64       `json:"seq"`
-	Peers            []PeerStatus `json:"peers,omitempty"`
-	LastScan         time.Time    `json:"last_scan"`
+	HeldDeletes      int `json:"held_deletes"`
+	HeldLocalDeletes int `json:"held_local_deletes"`
+	Conflicts        int `json:"conflicts"`
+	// StreamedBytes counts the block bytes this folder received over the
+	// members' DAG stream since Start (bitswap's are the node's to count).
+	StreamedBytes int64        `json:"streamed_bytes"`
+	Seq           uint64       `json:"seq"`
+	Peers         []PeerStatus `json:"peers,omitempty"`
+	LastScan      time.Time    `json:"last_scan"`
 }
 
 // Status returns the folder's status.
@@ -511,7 +514,7 @@ func (f *Folder) Status() Status {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	st := Status{ID: f.cfg.ID, Path: f.root, State: f.state, NeedFiles: f.need.files, NeedBytes: f.need.bytes,
-		HeldDeletes: f.heldRemote, HeldLocalDeletes: f.heldLocal, LastScan: f.lastScan}
+		HeldDeletes: f.heldRemote, HeldLocalDeletes: f.heldLocal, LastScan: f.lastScan, StreamedBytes: f.streamed.Load()}
 	if f.err != nil {
 		st.Error = f.err.Error()
 	}
