@@ -1,8 +1,11 @@
 package cloud
 
 import (
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 // FuzzParseID: a cloud ID comes from invites, DNS (_pcnode) and the
@@ -31,6 +34,12 @@ func FuzzDecodePending(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Add(good)
+	used, err := encodePending([]pendingInvite{{Expires: time.Unix(1700000000, 0).UTC(), Used: true, Peer: peer.ID("\x00\x24\x08\x01\x12\x20" + strings.Repeat("\x01", 32))}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(used)
+	f.Add([]byte(`{"invites":[{"hash":"` + strings.Repeat("00", 32) + `","expires":1,"used":true,"peer":"not a peer"}]}`))
 	f.Add([]byte(`{"invites":[]}`))
 	f.Add([]byte(`{"invites":[{"hash":"zz"}]}`))
 	f.Add([]byte(`{"other":1}`))
