@@ -220,9 +220,10 @@ func netnsSection(notes []string) string {
 	b.WriteString("## Network namespaces (issue 8)\n\n")
 	b.WriteString("The `netns` rows come from `go test -run '" + netnsTests + "' ./integration/netns/` with `PCNODE_NETNS_FIGURES` set, one run of the three scenarios per bench run, as root: ")
 	b.WriteString("a home LAN (laptop, desktop) behind NAT A, the phone behind NAT B, the home server on the \"public\" LAN, a `pcnode daemon` in each network namespace (docs/TESTBED.md). ")
-	b.WriteString("\"From start\" is from the launch of the three device daemons (the server's runs already). Sync figures run from writing the file on the laptop to an identical copy on the phone, so they include the folder's change detection and index exchange. ")
+	b.WriteString("\"From start\" is from the launch of the three device daemons (the server's runs already). Sync figures run from writing the file on the laptop to an identical copy on the phone, so they include the folder's change detection and index exchange; the big file is 8 MiB, the lossy link's files 8 × 32 KiB (the scenarios' default sizes). ")
 	b.WriteString("The lossy link is the phone's: 200 ms and 10 % loss each way, by netem where the kernel has it, else by the harness's user-space delay line. ")
-	b.WriteString("On the lossy link, the received bytes are the phone's `pcnode_p2p_received_bytes_total` while the files came, over the files' size; the scenario fails above 1.05 × the files plus one file (a whole file twice).\n")
+	b.WriteString("On the lossy link, the received bytes are the phone's `pcnode_p2p_received_bytes_total` while the files came, over the files' size; the scenario fails above 1.05 × the files plus one file, or when the other devices' bitswap sent the phone more than the files and half a file (a whole file twice). ")
+	b.WriteString("The CPU column and the paragraph above the scenarios' table do not apply to these rows.\n")
 	if len(notes) > 0 {
 		b.WriteString("\nWhat the scenarios noted:\n\n")
 		for _, n := range notes {
