@@ -523,7 +523,7 @@ func (f *Folder) prunePartials() {
 	for _, e := range es {
 		p := filepath.Join(dir, e.Name())
 		fi, err := e.Info()
-		if err != nil || f.now().Sub(fi.ModTime()) < partialMaxAge {
+		if err != nil || time.Since(fi.ModTime()) < partialMaxAge {
 			continue
 		}
 		f.parts.mu.Lock()

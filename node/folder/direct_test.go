@@ -280,3 +280,37 @@ func FuzzDirectSinkInner(f *testing.F) {
 		}
 	})
 }
+
+// Partial files untouched for a day go at the periodic prune, unless a
+// batch holds them; recent ones stay (a fetch may resume them).
+func TestPrunePartials(t *testing.T) {
+	dir := t.TempDir()
+	f, err := New(Config{ID: "prune", Path: dir, Device: "dev", Store: &blobstore.Store{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pd := filepath.Join(dir, stateDir, partialDir)
+	if err := os.MkdirAll(pd, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-partialMaxAge - time.Hour)
+	for _, name := range []string{"old", "busy", "new"} {
+		p := filepath.Join(pd, name)
+		if err := os.WriteFile(p, []byte(name), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if name != "new" {
+			if err := os.Chtimes(p, old, old); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	f.parts.busy = map[string]bool{filepath.Join(pd, "busy"): true}
+	f.prunePartials()
+	for name, want := range map[string]bool{"old": false, "busy": true, "new": true} {
+		_, err := os.Stat(filepath.Join(pd, name))
+		if got := err == nil; got != want {
+			t.Errorf("%s present = %v, want %v", name, got, want)
+		}
+	}
+}
