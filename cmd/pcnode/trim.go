@@ -21,7 +21,9 @@ const trimSlackBytes = 32 << 20
 // returns free memory slowly, so a home server idled at several times its
 // live heap after a large initial sync. One forced collection when the
 // heap holds trimSlackBytes more than the live data; an idle daemon, whose
-// heap then stays near its live size, pays nothing more.
+// heap then stays near its live size, pays nothing more. The C heap, where
+// pebble keeps its memtables and block cache, is trimmed on every tick
+// (trimCHeap): glibc keeps freed memory resident otherwise.
 func trimMemory(ctx context.Context, log *slog.Logger) {
 	samples := []metrics.Sample{
 		{Name: "/memory/classes/heap/objects:bytes"},
@@ -44,9 +46,16 @@ func trimMemory(ctx context.Context, log *slog.Logger) {
 			}
 			v[i] = s.Value.Uint64()
 		}
-		if shouldTrim(v[0], v[1], v[2]) {
+		goTrim := shouldTrim(v[0], v[1], v[2])
+		if goTrim {
 			debug.FreeOSMemory()
-			log.Debug("returned heap memory to the system", "objects_bytes", v[0], "free_bytes", v[1], "live_bytes", v[2])
+		}
+		// The C heap (pebble's memtables and block cache) on every tick:
+		// malloc_trim took 40 µs to 0.7 ms in an idle home server.
+		cTrim, _ := trimCHeap()
+		if goTrim || cTrim {
+			log.Debug("returned memory to the system", "go_heap", goTrim, "c_heap", cTrim,
+				"objects_bytes", v[0], "free_bytes", v[1], "live_bytes", v[2])
 		}
 	}
 }

@@ -1,6 +1,11 @@
 package main
 
-import "testing"
+import (
+	"bytes"
+	"os"
+	"runtime"
+	"testing"
+)
 
 func TestShouldTrim(t *testing.T) {
 	const mib = 1 << 20
@@ -18,5 +23,24 @@ func TestShouldTrim(t *testing.T) {
 			t.Errorf("shouldTrim(objects %d MiB, free %d MiB, live %d MiB) = %v, want %v",
 				tc.objects/mib, tc.free/mib, tc.live/mib, got, tc.want)
 		}
+	}
+}
+
+// TestTrimCHeap checks that a cgo build on glibc finds malloc_trim (else
+// the C heap is never trimmed and an idle home server keeps what pebble
+// freed), and that a call is harmless.
+func TestTrimCHeap(t *testing.T) {
+	_, supported := trimCHeap()
+	maps, err := os.ReadFile("/proc/self/maps")
+	glibc := err == nil && runtime.GOOS == "linux" && bytes.Contains(maps, []byte("/libc.so.6"))
+	t.Logf("glibc %v, malloc_trim found %v", glibc, supported)
+	if glibc && !supported {
+		t.Error("linked against glibc, but malloc_trim was not found")
+	}
+	if !glibc && supported {
+		t.Log("malloc_trim found without glibc (another C library that has it)")
+	}
+	if _, again := trimCHeap(); again != supported {
+		t.Errorf("supported changed between calls: %v, then %v", supported, again)
 	}
 }
