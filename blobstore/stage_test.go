@@ -127,6 +127,37 @@ func TestStagedFile(t *testing.T) {
 			t.Fatalf("dst has %d bytes (%v), want the %d written", len(got), err, len(want))
 		}
 	})
+	t.Run("buffers", func(t *testing.T) {
+		for _, groups := range [][][][]byte{
+			{{data[:1<<20], data[1<<20 : 2<<20], data[2<<20 : 3<<20]}, {data[3<<20 : 4<<20]}},
+			{{data[:1<<20]}, {data[1<<20 : 2<<20], data[9:100], data[2<<20 : 3<<20]}, {data[3<<20 : 4<<20]}},
+			{{data[1:4097], data[:1<<20]}, {}},
+		} {
+			dst := filepath.Join(t.TempDir(), "out.bin")
+			s, err := CreateStaged(dst)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var want []byte
+			for _, g := range groups {
+				n, err := s.WriteBuffers(g)
+				var glen int
+				for _, p := range g {
+					want = append(want, p...)
+					glen += len(p)
+				}
+				if err != nil || n != int64(glen) {
+					t.Fatalf("WriteBuffers = %d, %v; want %d", n, err, glen)
+				}
+			}
+			if n, err := s.Commit(); err != nil || n != int64(len(want)) {
+				t.Fatalf("Commit = %d, %v; want %d", n, err, len(want))
+			}
+			if got, err := os.ReadFile(dst); err != nil || !bytes.Equal(got, want) {
+				t.Fatalf("dst has %d bytes (%v), want the %d written", len(got), err, len(want))
+			}
+		}
+	})
 	t.Run("existing dst", func(t *testing.T) {
 		dir := t.TempDir()
 		dst := filepath.Join(dir, "out.bin")

@@ -47,17 +47,29 @@ const teeQueue = 4
 
 func newFileTee(root cid.Cid, w io.Writer) *fileTee {
 	t := &fileTee{root: root, w: w, q: make(chan [][]byte, teeQueue), done: make(chan struct{})}
+	// A *blobstore.StagedFile writes a batch in one request.
+	bw, _ := w.(interface {
+		WriteBuffers([][]byte) (int64, error)
+	})
 	go func() {
 		defer close(t.done)
 		for leaves := range t.q {
+			if t.werr != nil {
+				continue
+			}
+			if bw != nil {
+				n, err := bw.WriteBuffers(leaves)
+				t.written += uint64(n)
+				t.werr = err
+				continue
+			}
 			for _, d := range leaves {
-				if t.werr != nil {
+				n, err := t.w.Write(d)
+				t.written += uint64(n)
+				if err != nil {
+					t.werr = err
 					break
 				}
-				if _, err := t.w.Write(d); err != nil {
-					t.werr = err
-				}
-				t.written += uint64(len(d))
 			}
 		}
 	}()
