@@ -14,8 +14,8 @@ import (
 
 // StagedFile is a file written in order under a hidden temporary name in
 // its destination's directory and published there by Commit, with
-// Export's guarantees: durable before it appears (one syncfs(2) of the
-// file system), never replacing anything (a dst that appeared meanwhile
+// Export's guarantees: durable before it appears (fsynced, then renamed,
+// then the directory fsynced), never replacing anything (a dst that appeared meanwhile
 // fails Commit with ErrExist), and after a crash either no dst or a
 // complete one (at most a hidden `.<name>.pcnode-tmp-*` directory is
 // left). A fetch that receives a file's leaves in order writes them here
@@ -83,7 +83,7 @@ func setDirect(f *os.File, on bool) error {
 // cache: on the machine of docs/STORAGE.md that copy costs about 1.2 CPU
 // seconds per GiB, as much as the whole DAG stream's receipt. The first
 // unaligned write (a file's last, short leaf) clears O_DIRECT and the
-// rest goes through the page cache. Commit's syncfs makes both durable.
+// rest goes through the page cache. Commit's fsync makes both durable.
 func (s *StagedFile) Write(p []byte) (int, error) {
 	if s.direct && !s.aligned([][]byte{p}) {
 		if err := setDirect(s.f, false); err != nil {
@@ -184,11 +184,13 @@ func (s *StagedFile) Size() int64 { return s.n }
 func (s *StagedFile) Commit() (int64, error) {
 	s.once.Do(func() {
 		defer os.RemoveAll(s.stage)
-		err := s.f.Close()
-		if err == nil {
-			// One sync of the file system, as Export does: most of the
-			// data is already written back (writeback starts every 8 MiB).
-			err = syncFS(s.stage)
+		// One file: its own fsync (the direct writes are on the disk
+		// already, the rest is mostly written back), not Export's
+		// syncfs, which would also wait for whatever else is being
+		// written to the file system.
+		err := s.f.Sync()
+		if cerr := s.f.Close(); err == nil {
+			err = cerr
 		}
 		if err == nil {
 			err = renameNoReplace(filepath.Join(s.stage, "x"), s.dst)
