@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -313,4 +314,58 @@ func TestPrunePartials(t *testing.T) {
 			t.Errorf("%s present = %v, want %v", name, got, want)
 		}
 	}
+}
+
+// A pull's own renames and new directories do not make the watcher
+// rescan the folder: a large pull would otherwise rescan it after each
+// batch.
+func TestPullDoesNotTriggerScans(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow")
+	}
+	devs, _ := newDevs(t, 2, "ownevents", func(i int, c *Config) {
+		if i == 0 {
+			c.NoWatch = true
+		}
+	})
+	a, b := devs[0], devs[1]
+	n := 1500
+	if raceEnabled {
+		n = 600
+	}
+	for i := range n {
+		p := filepath.Join(a.dir, fmt.Sprintf("d%02d", i%20), fmt.Sprintf("f%04d", i))
+		if i < 20 {
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := os.WriteFile(p, randData(uint64(i), 100), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.start(t)
+	waitFor(t, 10*time.Second, "b's first scan", func() bool { return b.f.Status().State == "idle" })
+	before := b.f.scans.Load()
+	a.start(t)
+	connect(t, a, b)
+	waitFor(t, time.Minute, "b has every file", func() bool {
+		st := b.f.Status()
+		return st.Files == n && st.State == "idle"
+	})
+	// The watcher's debounce is 30 ms here: a scan its events asked for
+	// would have started well within this window.
+	deadline := time.Now().Add(time.Second)
+	for time.Now().Before(deadline) {
+		if got := b.f.scans.Load(); got != before {
+			t.Fatalf("b scanned %d times during or after its pull: its own renames triggered the watcher", got-before)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// A change by the user is still seen.
+	write(t, b, "d00/mine.txt", "by hand", time.Time{})
+	waitFor(t, 10*time.Second, "b's scan of a user's file", func() bool {
+		e, ok := b.f.Entry("d00/mine.txt")
+		return ok && !e.Deleted
+	})
 }

@@ -155,6 +155,8 @@ type Folder struct {
 	parts partials // partial files held by a batch (direct.go)
 	// streamed counts the block bytes received over the DAG stream.
 	streamed atomic.Int64
+	// scans counts the scans run (tests check what triggers them).
+	scans atomic.Int64
 
 	// Files whose references the store found stale: the next scan
 	// re-hashes them whatever their stat says. Its own lock, because the
@@ -426,6 +428,7 @@ func (f *Folder) setState(state string, err error) {
 }
 
 func (f *Folder) doScan(ctx context.Context) {
+	f.scans.Add(1)
 	f.setState("scanning", nil)
 	err := f.scan(ctx)
 	if ctx.Err() != nil {

@@ -312,16 +312,26 @@ func (f *Folder) applyDir(a action) (*record, error) {
 		}
 	}
 	if !exists {
+		if f.watch != nil {
+			f.watch.expect(p)
+		}
 		if err := os.MkdirAll(p, fs.FileMode(a.want.Mode)|0o700); err != nil {
 			return nil, err
 		}
 	}
-	if err := os.Chmod(p, fs.FileMode(a.want.Mode)); err != nil {
-		return nil, err
-	}
 	fi, err := os.Lstat(p)
 	if err != nil {
 		return nil, err
+	}
+	if fi.Mode().Perm() != fs.FileMode(a.want.Mode).Perm() {
+		// Only when needed: the watcher would take the chmod for a
+		// user's change and rescan.
+		if err := os.Chmod(p, fs.FileMode(a.want.Mode)); err != nil {
+			return nil, err
+		}
+		if fi, err = os.Lstat(p); err != nil {
+			return nil, err
+		}
 	}
 	if f.watch != nil {
 		f.watch.addDirs([]string{p})
@@ -836,6 +846,9 @@ func (f *Folder) place(s staged) (*record, error) {
 	if err != nil {
 		f.requestScan()
 		return nil, err
+	}
+	if f.watch != nil {
+		f.watch.expect(s.dst)
 	}
 	if exists {
 		if fi, _ := os.Lstat(s.dst); fi != nil && fi.IsDir() {

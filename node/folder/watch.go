@@ -20,6 +20,46 @@ type watcher struct {
 	mu        sync.Mutex
 	in        map[string]bool
 	closeOnce sync.Once
+	// own holds the paths a pull is about to rename into place, with
+	// when: the event of that rename is the folder's own doing and needs
+	// no scan (a 100,000-file pull would otherwise rescan the folder
+	// after each of its batches).
+	own map[string]time.Time
+}
+
+// ownExpiry bounds how long an expected event is waited for: past it a
+// later event at that path is the user's again.
+const ownExpiry = 10 * time.Second
+
+// expect notes that the folder itself is about to create path (a
+// rename into place).
+func (w *watcher) expect(path string) {
+	w.mu.Lock()
+	w.own[path] = time.Now()
+	w.mu.Unlock()
+}
+
+// mine reports whether ev is the event of an expected rename, and
+// forgets the expectation.
+func (w *watcher) mine(ev fsnotify.Event) bool {
+	if !ev.Has(fsnotify.Create) {
+		return false
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	at, ok := w.own[ev.Name]
+	if !ok {
+		return false
+	}
+	delete(w.own, ev.Name)
+	if len(w.own) > 0 && len(w.own)%1024 == 0 {
+		for p, t := range w.own {
+			if time.Since(t) > ownExpiry {
+				delete(w.own, p)
+			}
+		}
+	}
+	return time.Since(at) <= ownExpiry
 }
 
 func newWatcher(f *Folder) (*watcher, error) {
@@ -27,7 +67,7 @@ func newWatcher(f *Folder) (*watcher, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &watcher{f: f, w: w, in: map[string]bool{}}, nil
+	return &watcher{f: f, w: w, in: map[string]bool{}, own: map[string]time.Time{}}, nil
 }
 
 func (w *watcher) addDirs(dirs []string) {
@@ -60,7 +100,7 @@ func (w *watcher) run(ctx context.Context) {
 			if !ok {
 				return
 			}
-			if strings.HasPrefix(ev.Name, internalDir) || strings.HasPrefix(filepath.Base(ev.Name), tmpPrefix) {
+			if strings.HasPrefix(ev.Name, internalDir) || strings.HasPrefix(filepath.Base(ev.Name), tmpPrefix) || w.mine(ev) {
 				continue
 			}
 			if ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename) {
