@@ -27,7 +27,9 @@ func (s *Store) NewBlockWriter(ctx context.Context) (*BlockWriter, error) {
 	if err := s.begin(); err != nil {
 		return nil, err
 	}
-	return &BlockWriter{s: s, w: s.newWriter(ctx)}, nil
+	// Large blocks go to disk with direct I/O where the store can
+	// (tiered.go: bigFiles), not through the page cache.
+	return &BlockWriter{s: s, w: s.newWriter(withDirectWrites(ctx))}, nil
 }
 
 // PutMany queues bs for writing. It blocks only while earlier batches are

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"testing"
 
 	blocks "github.com/ipfs/go-block-format"
@@ -32,6 +34,10 @@ func TestBlockWriter(t *testing.T) {
 	}{
 		{"small blocks", mk(300, 4<<10)},
 		{"large blocks over several batches", mk(12, 512<<10)},
+		// Aligned: written with O_DIRECT (bigFiles); unaligned: buffered.
+		{"1 MiB leaves", mk(9, 1<<20)},
+		{"unaligned large blocks", mk(5, 200<<10+3)},
+		{"mixed", append(append(mk(3, 1<<20), mk(40, 4<<10)...), mk(2, 300<<10+1)...)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -52,10 +58,13 @@ func TestBlockWriter(t *testing.T) {
 			if bw.Blocks() != len(tc.blocks) {
 				t.Errorf("Blocks() = %d, want %d", bw.Blocks(), len(tc.blocks))
 			}
+			if es, err := os.ReadDir(filepath.Join(dir, "flatfs", ".temp")); err != nil || len(es) > 0 {
+				t.Errorf("flatfs/.temp after Commit: %v %v", es, err)
+			}
 			if err := s.Close(); err != nil {
 				t.Fatal(err)
 			}
-			s = mustOpen(t, Config{Dir: dir})
+			s = mustOpen(t, Config{Dir: dir, HashOnRead: true})
 			defer s.Close()
 			for _, b := range tc.blocks {
 				got, err := s.Get(ctx, b.Cid())

@@ -141,6 +141,11 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		}
 		return nil, fmt.Errorf("blobstore: open %s: %w", cfg.Dir, err)
 	}
+	if t, ok := s.blocks.(*tiered); ok {
+		// tiered.go: a BlockWriter's large blocks go to flatfs' files
+		// with direct I/O (Dir/flatfs is backend.go's layout).
+		t.files = newBigFiles(filepath.Join(cfg.Dir, "flatfs"), !cfg.NoSync)
+	}
 	s.withRefs() // ref.go: blocks referenced in place
 	s.log.Debug("blobstore opened", "dir", cfg.Dir, "backend", s.backendName())
 	return s, nil
