@@ -62,8 +62,12 @@ func (s *Store) pebbleOptions() *pebble.Options {
 		MemTableSize: pebbleMemTable,
 		// Writes stall once this many memtables wait for their flush.
 		MemTableStopWritesThreshold: 4,
-		L0CompactionThreshold:       4,
-		L0StopWritesThreshold:       32,
+		// Compact L0 at 8 sublevels (8 flushed memtables of random keys, 64
+		// MiB: as much as one memtable held before). With 4, writing
+		// 40 MiB of 4 KiB blocks in PutMany calls of 64 cost 15 CPU
+		// ms/MiB and wrote 3.5 MiB/MiB; with 8, 11 ms and 2.8 MiB.
+		L0CompactionThreshold: 8,
+		L0StopWritesThreshold: 32,
 		// Start writeback of the WAL early so that the final fsync of an
 		// import has little left to do.
 		WALBytesPerSync: 1 << 20,
