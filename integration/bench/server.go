@@ -1,11 +1,16 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -149,6 +154,7 @@ func (b *bench) serverRun(ctx context.Context, i int, s *serverScenarios) (err e
 		return err
 	}
 	b.logf("%s: just synced: RSS %s MiB, CPU %s%% of a core", n, num(last(s.rss.Samples), ""), num(last(s.cpu.Samples), ""))
+	b.logf("%s: just synced: %s", n, readMemBreakdown(ctx, srv))
 
 	pc.stop(srv)
 	if srv, err = pc.startDaemon(ctx, home); err != nil {
@@ -161,6 +167,7 @@ func (b *bench) serverRun(ctx context.Context, i int, s *serverScenarios) (err e
 		return err
 	}
 	b.logf("%s: restarted: RSS %s MiB, CPU %s%% of a core", n, num(last(s.restartRSS.Samples), ""), num(last(s.restartCPU.Samples), ""))
+	b.logf("%s: restarted: %s", n, readMemBreakdown(ctx, srv))
 	return nil
 }
 
@@ -246,4 +253,134 @@ func (b *bench) serverFolders(ctx context.Context, home string) ([]serverFolder,
 		return nil, fmt.Errorf("pcnode folder ls --json: %w in %q", err, lastLines(out, 3))
 	}
 	return l.Folders, nil
+}
+
+// memBreakdown is where an idle daemon's resident memory is, from
+// /proc/<pid>/status and the Go runtime's own figures on its /metrics.
+type memBreakdown struct {
+	anon, file int64 // RssAnon, RssFile (the binary's mapped text, mostly)
+	// goHeld is what Go's runtime has from the system and not returned
+	// (go_memstats_sys_bytes - go_memstats_heap_released_bytes): an upper
+	// bound of the Go part of anon. goHeap is the heap in use.
+	goHeld, goHeap int64
+	err            error // why the Go figures are missing
+}
+
+func (m memBreakdown) String() string {
+	const mib = 1 << 20
+	s := fmt.Sprintf("RSS %.0f MiB = %.0f MiB anonymous + %.0f MiB files", float64(m.anon+m.file)/mib, float64(m.anon)/mib, float64(m.file)/mib)
+	if m.err != nil {
+		return s + fmt.Sprintf(" (Go's share unknown: %v)", m.err)
+	}
+	return s + fmt.Sprintf("; of the anonymous memory Go holds at most %.0f MiB (heap in use %.0f MiB), the rest, %.0f MiB or more, is outside Go's heap (pebble's memtables and caches, the C allocator)",
+		float64(m.goHeld)/mib, float64(m.goHeap)/mib, float64(m.anon-m.goHeld)/mib)
+}
+
+// readMemBreakdown reads d's memory breakdown; errors are kept in it (the
+// breakdown is a diagnostic, not a figure of the report).
+func readMemBreakdown(ctx context.Context, d *daemon) memBreakdown {
+	var m memBreakdown
+	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", d.pid()))
+	if err != nil {
+		m.err = err
+		return m
+	}
+	if m.anon, err = statusBytes(string(st), "RssAnon"); err == nil {
+		m.file, err = statusBytes(string(st), "RssFile")
+	}
+	if err != nil {
+		m.err = err
+		return m
+	}
+	text, err := daemonMetrics(ctx, d.home)
+	if err != nil {
+		m.err = err
+		return m
+	}
+	vals := make(map[string]float64)
+	for _, name := range []string{"go_memstats_sys_bytes", "go_memstats_heap_released_bytes", "go_memstats_heap_inuse_bytes"} {
+		v, ok := promValue(text, name)
+		if !ok {
+			m.err = fmt.Errorf("no %s on /metrics", name)
+			return m
+		}
+		vals[name] = v
+	}
+	m.goHeld = int64(vals["go_memstats_sys_bytes"] - vals["go_memstats_heap_released_bytes"])
+	m.goHeap = int64(vals["go_memstats_heap_inuse_bytes"])
+	return m
+}
+
+// statusBytes returns the field key ("RssAnon") of a /proc/<pid>/status
+// text, in bytes.
+func statusBytes(status, key string) (int64, error) {
+	sc := bufio.NewScanner(strings.NewReader(status))
+	for sc.Scan() {
+		rest, ok := strings.CutPrefix(sc.Text(), key+":")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(rest)
+		if len(f) != 2 || f[1] != "kB" {
+			return 0, fmt.Errorf("%s: unexpected %q", key, strings.TrimSpace(rest))
+		}
+		n, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil || n < 0 || n > 1<<40 {
+			return 0, fmt.Errorf("%s: bad number %q", key, f[0])
+		}
+		return n * 1024, nil
+	}
+	return 0, fmt.Errorf("no %s in the process status", key)
+}
+
+// promValue returns the value of the unlabelled sample name in a
+// Prometheus text exposition.
+func promValue(text, name string) (float64, bool) {
+	sc := bufio.NewScanner(strings.NewReader(text))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		rest, ok := strings.CutPrefix(sc.Text(), name+" ")
+		if !ok {
+			continue
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
+		if err != nil {
+			return 0, false
+		}
+		return v, true
+	}
+	return 0, false
+}
+
+// daemonMetrics is GET /metrics of the daemon at home (its API's URL and
+// bearer token are in the home, as the CLI finds them).
+func daemonMetrics(ctx context.Context, home string) (string, error) {
+	base, err := os.ReadFile(filepath.Join(home, "api"))
+	if err != nil {
+		return "", err
+	}
+	tok, err := os.ReadFile(filepath.Join(home, "api.token"))
+	if err != nil {
+		return "", err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSpace(string(base))+"/metrics", nil)
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("GET /metrics: %s", resp.Status)
+	}
+	return string(body), nil
 }
