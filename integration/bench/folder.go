@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/pcnode/pcnode/node/api"
 )
 
 // Synced folders (issue 4): two member daemons with durable stores; a
@@ -92,18 +94,19 @@ type benchFolder struct {
 	Bytes int64  `json:"bytes"`
 }
 
-func (b *bench) folderList(ctx context.Context, home string) ([]benchFolder, error) {
-	out, err := b.pc.run(ctx, home, "folder", "ls", "--json")
+// folderList asks c's daemon for its folders over the HTTP API (what
+// `pcnode folder ls --json` prints): polled every 50 ms, a CLI process
+// each time would take CPU from the daemons being measured.
+func folderList(ctx context.Context, c *api.Client) ([]benchFolder, error) {
+	fs, err := c.Folders(ctx)
 	if err != nil {
 		return nil, err
 	}
-	var l struct {
-		Folders []benchFolder `json:"folders"`
+	out := make([]benchFolder, len(fs))
+	for i, f := range fs {
+		out[i] = benchFolder{ID: f.ID, State: f.State, Files: f.Files, Bytes: f.Bytes}
 	}
-	if err := json.Unmarshal([]byte(out), &l); err != nil {
-		return nil, fmt.Errorf("pcnode folder ls --json: %w in %q", err, lastLines(out, 3))
-	}
-	return l.Folders, nil
+	return out, nil
 }
 
 // writeEmptyTree writes n empty files over n/200 directories.
@@ -164,6 +167,14 @@ func (b *bench) folderRun(ctx context.Context, i int, s *scenario, tag string, r
 	if err != nil {
 		return err
 	}
+	ca, err := api.DialHome(ha)
+	if err != nil {
+		return err
+	}
+	cb, err := api.DialHome(hb)
+	if err != nil {
+		return err
+	}
 	ra, rb := filepath.Join(dir, "folder-a"), filepath.Join(dir, "folder-b")
 	if err := os.MkdirAll(ra, 0o755); err != nil {
 		return err
@@ -192,7 +203,7 @@ func (b *bench) folderRun(ctx context.Context, i int, s *scenario, tag string, r
 	if rss != nil {
 		// A's scan first: what is timed is B's initial sync.
 		for {
-			fs, err := b.folderList(ctx, ha)
+			fs, err := folderList(ctx, ca)
 			if err != nil {
 				return err
 			}
@@ -217,7 +228,7 @@ func (b *bench) folderRun(ctx context.Context, i int, s *scenario, tag string, r
 	}
 	deadline := start.Add(folderSyncTimeout)
 	for {
-		fs, err := b.folderList(ctx, hb)
+		fs, err := folderList(ctx, cb)
 		if err != nil {
 			return err
 		}
