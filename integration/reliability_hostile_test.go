@@ -333,6 +333,9 @@ func TestReliabilityHostilePeer(t *testing.T) {
 		t.Logf("the want flood met: %v", e)
 	}
 	t.Logf("daemon RSS %d MiB before, peak %d MiB (bound: +%d MiB)", rss0>>20, peak.Load()>>20, hostileRSSBound>>20)
+	// p2p's want guard drops a non-member whose wants are refused too
+	// often (p2p/wantlimit.go); say whether it did here.
+	t.Logf("the daemon dropped the flooder: %v", strings.Contains(b.logs(), "dropping a peer that floods"))
 	if ratio < 0.8 {
 		// Known gap (docs/RELIABILITY.md): boxo's server processes every
 		// want of a non-member before the share filter refuses it, and
