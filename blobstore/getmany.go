@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"sync"
 
 	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
@@ -24,7 +25,6 @@ func (s *Store) GetMany(ctx context.Context, cs []cid.Cid) ([]blocks.Block, erro
 	defer s.ops.Done()
 	out := make([]blocks.Block, len(cs))
 	datas := make([][]byte, len(cs))
-	var check []int // indexes of SHA-256 blocks to hash together
 	for i, c := range cs {
 		if !c.Defined() {
 			continue
@@ -37,31 +37,8 @@ func (s *Store) GetMany(ctx context.Context, cs []cid.Cid) ([]blocks.Block, erro
 			return nil, fmt.Errorf("blobstore: get %s: %w", c, err)
 		}
 		datas[i] = data
-		if !s.cfg.HashOnRead || s.trust.trusted(blockKey(c).String()) {
-			continue
-		}
-		if h := c.Hash(); len(h) == 2+sha256.Size && h[0] == mh.SHA2_256 && h[1] == sha256.Size {
-			check = append(check, i)
-			continue
-		}
-		if !hashMatches(blockKey(c).String(), data) {
-			_ = s.rotOnRead(ctx, c, data)
-			datas[i] = nil
-		}
 	}
-	if len(check) > 0 {
-		bufs := make([][]byte, len(check))
-		for j, i := range check {
-			bufs[j] = datas[i]
-		}
-		for j, sum := range sumSHA256(bufs) {
-			i := check[j]
-			if string(cs[i].Hash()[2:]) != string(sum[:]) {
-				_ = s.rotOnRead(ctx, cs[i], datas[i])
-				datas[i] = nil
-			}
-		}
-	}
+	s.checkMany(ctx, cs, datas, false)
 	for i, data := range datas {
 		if data == nil {
 			continue
@@ -73,4 +50,119 @@ func (s *Store) GetMany(ctx context.Context, cs []cid.Cid) ([]blocks.Block, erro
 		out[i] = b
 	}
 	return out, nil
+}
+
+// checkMany applies Config.HashOnRead to datas, the data read for cs (nil:
+// missing): blocks that need re-hashing are hashed together, and a rotten
+// one is quarantined and its entry set to nil. With copyRotten the
+// quarantine gets a copy (datas are borrowed buffers).
+func (s *Store) checkMany(ctx context.Context, cs []cid.Cid, datas [][]byte, copyRotten bool) {
+	if !s.cfg.HashOnRead {
+		return
+	}
+	rot := func(i int) {
+		d := datas[i]
+		if copyRotten {
+			d = append([]byte(nil), d...)
+		}
+		_ = s.rotOnRead(ctx, cs[i], d)
+		datas[i] = nil
+	}
+	var check []int // indexes of SHA-256 blocks to hash together
+	for i, c := range cs {
+		if datas[i] == nil || s.trust.trusted(blockKey(c).String()) {
+			continue
+		}
+		if h := c.Hash(); len(h) == 2+sha256.Size && h[0] == mh.SHA2_256 && h[1] == sha256.Size {
+			check = append(check, i)
+			continue
+		}
+		if !hashMatches(blockKey(c).String(), datas[i]) {
+			rot(i)
+		}
+	}
+	if len(check) == 0 {
+		return
+	}
+	bufs := make([][]byte, len(check))
+	for j, i := range check {
+		bufs[j] = datas[i]
+	}
+	for j, sum := range sumSHA256(bufs) {
+		i := check[j]
+		if string(cs[i].Hash()[2:]) != string(sum[:]) {
+			rot(i)
+		}
+	}
+}
+
+// viewBuf is the size of ViewMany's pooled read buffers: a 1 MiB leaf
+// (DefaultChunkSize) and the byte that shows it ended. Larger blocks are
+// read as Get reads them.
+const viewBuf = 1<<20 + 1
+
+var viewBufs = sync.Pool{New: func() any { b := make([]byte, viewBuf); return &b }}
+
+// ViewMany is GetMany for a reader that only looks: fn is called for each
+// of cs in order with its data, or nil if the store lacks it (or found it
+// rotten under HashOnRead). The data is valid only during the call: the
+// large blocks of the tiered store are read straight from their files
+// into reused buffers, which spares a sender the allocation, zeroing and
+// collection of a fresh buffer per block (about a quarter of a second
+// per GiB here). fn's error ends the call and is returned as is.
+func (s *Store) ViewMany(ctx context.Context, cs []cid.Cid, fn func(i int, data []byte) error) error {
+	if err := s.begin(); err != nil {
+		return err
+	}
+	defer s.ops.Done()
+	files := s.bigFiles()
+	datas := make([][]byte, len(cs))
+	var held []*[]byte
+	defer func() {
+		for _, b := range held {
+			viewBufs.Put(b)
+		}
+	}()
+	for i, c := range cs {
+		if !c.Defined() {
+			continue
+		}
+		if files != nil {
+			b := viewBufs.Get().(*[]byte)
+			n, ok := files.read(blockKey(c), *b)
+			if ok {
+				held = append(held, b)
+				datas[i] = (*b)[:n]
+				continue
+			}
+			viewBufs.Put(b)
+		}
+		data, err := s.blocks.Get(ctx, blockKey(c))
+		if errors.Is(err, ds.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("blobstore: get %s: %w", c, err)
+		}
+		datas[i] = data
+	}
+	s.checkMany(ctx, cs, datas, true)
+	for i := range cs {
+		if err := fn(i, datas[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// bigFiles returns the tiered store's bigFiles, or nil.
+func (s *Store) bigFiles() *bigFiles {
+	b := s.blocks
+	if r, ok := b.(*refBlocks); ok {
+		b = r.Batching
+	}
+	if t, ok := b.(*tiered); ok {
+		return t.files
+	}
+	return nil
 }

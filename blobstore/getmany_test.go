@@ -72,6 +72,93 @@ func TestGetMany(t *testing.T) {
 	}
 }
 
+// TestViewMany: ViewMany lends the same bytes GetMany returns, for blocks
+// in pebble, in flatfs files read into its own buffers (1 MiB) and in
+// files too large for them (read through flatfs), whether written by Put
+// or by a BlockWriter (O_DIRECT); a missing block is nil; with HashOnRead
+// a rotten file is nil and quarantined; fn's error ends the call.
+func TestViewMany(t *testing.T) {
+	for _, hashOnRead := range []bool{false, true} {
+		t.Run(fmt.Sprint("HashOnRead=", hashOnRead), func(t *testing.T) {
+			ctx := context.Background()
+			s, err := Open(ctx, Config{Dir: t.TempDir(), HashOnRead: hashOnRead})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			var bs []blocks.Block
+			var cs []cid.Cid
+			for i, size := range []int{1 << 20, 4 << 10, 200<<10 + 3, 1<<20 + 1, 1 << 20, 1 << 20, 700, 1 << 20} {
+				d := randBytes(uint64(500+i), size)
+				c, err := cid.Prefix{Version: 1, Codec: cid.Raw, MhType: 0x12, MhLength: -1}.Sum(d)
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, _ := blocks.NewBlockWithCid(d, c)
+				bs = append(bs, b)
+				cs = append(cs, c)
+			}
+			const missing, rot = 7, 5
+			if err := s.PutMany(ctx, bs[:4]); err != nil {
+				t.Fatal(err)
+			}
+			bw, err := s.NewBlockWriter(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := bw.PutMany(ctx, bs[4:missing]); err != nil {
+				t.Fatal(err)
+			}
+			if err := bw.Commit(); err != nil {
+				t.Fatal(err)
+			}
+			// Rot on disk, behind the store's back (and out of its
+			// trust window, which only covers verified writes).
+			name := blockKey(cs[rot]).String()[1:]
+			path := filepath.Join(s.cfg.Dir, "flatfs", s.bigFiles().shard(name), name+".data")
+			if err := os.WriteFile(path, bytes.Repeat([]byte{1}, 1<<20), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			s.trust = newTrustSet()
+			seen := 0
+			err = s.ViewMany(ctx, cs, func(i int, data []byte) error {
+				if i != seen {
+					t.Errorf("fn called for %d, want %d", i, seen)
+				}
+				seen++
+				switch {
+				case i == missing || (i == rot && hashOnRead):
+					if data != nil {
+						t.Errorf("block %d: got %d bytes, want nil", i, len(data))
+					}
+				case i == rot:
+					if len(data) != 1<<20 || data[0] != 1 {
+						t.Errorf("block %d without HashOnRead: want the stored bytes", i)
+					}
+				case !bytes.Equal(data, bs[i].RawData()):
+					t.Errorf("block %d: wrong bytes (%d, want %d)", i, len(data), len(bs[i].RawData()))
+				}
+				return nil
+			})
+			if err != nil || seen != len(cs) {
+				t.Fatalf("ViewMany = %v after %d calls", err, seen)
+			}
+			q, err := s.Quarantined(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := map[bool]int{false: 0, true: 1}[hashOnRead]; len(q) != want {
+				t.Errorf("quarantined %d blocks, want %d", len(q), want)
+			}
+			stop := fmt.Errorf("stop")
+			calls := 0
+			if err := s.ViewMany(ctx, cs, func(int, []byte) error { calls++; return stop }); err != stop || calls != 1 {
+				t.Errorf("ViewMany with a failing fn = %v after %d calls", err, calls)
+			}
+		})
+	}
+}
+
 // TestExportShapes: Export writes the same bytes whether the file's DAG
 // takes the batched leaf path (raw leaves) or the DagReader (dag-pb
 // leaves with data, as ipfs add makes without --raw-leaves).

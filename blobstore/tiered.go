@@ -3,6 +3,7 @@ package blobstore
 import (
 	"context"
 	"errors"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -363,4 +364,21 @@ func (f *bigFiles) writeTemp(path string, v []byte) (err error) {
 		err = unix.Fdatasync(int(fd.Fd()))
 	}
 	return err
+}
+
+// read reads the file of block k into buf and returns its size; false
+// if there is no such file or it does not fit in buf (the caller then
+// reads it through the datastore).
+func (f *bigFiles) read(k ds.Key, buf []byte) (int, bool) {
+	name := k.String()[1:]
+	fd, err := os.Open(filepath.Join(f.root, f.shard(name), name+".data"))
+	if err != nil {
+		return 0, false
+	}
+	defer fd.Close()
+	n, err := io.ReadFull(fd, buf)
+	if err != io.ErrUnexpectedEOF || n == 0 {
+		return 0, false // too large for buf, empty, or a read error
+	}
+	return n, true
 }

@@ -132,17 +132,23 @@ func (h *Host) handleDAG(s network.Stream) {
 func sendDAG(ctx context.Context, bs blockstore.Blockstore, dl interface{ SetWriteDeadline(time.Time) error }, w *bufio.Writer, wants []cid.Cid, pass func(cid.Cid) bool) (DAGStats, error) {
 	var st DAGStats
 	mg, _ := bs.(manyGetter)
-	writeBlock := func(c cid.Cid, b blocks.Block) error {
-		if b == nil {
+	mv, _ := bs.(manyViewer)
+	writeData := func(c cid.Cid, data []byte) error {
+		if data == nil {
 			return writeMissingFrame(w, c)
 		}
-		data := b.RawData()
 		if err := writeBlockFrame(w, c, data); err != nil {
 			return err
 		}
 		st.Blocks++
 		st.Bytes += int64(len(data))
 		return nil
+	}
+	writeBlock := func(c cid.Cid, b blocks.Block) error {
+		if b == nil {
+			return writeMissingFrame(w, c)
+		}
+		return writeData(c, b.RawData())
 	}
 	seen := make(map[string]struct{})
 	var stack []cid.Cid
@@ -169,7 +175,7 @@ func sendDAG(ctx context.Context, bs blockstore.Blockstore, dl interface{ SetWri
 				}
 				continue
 			}
-			if mg != nil && c.Type() == cid.Raw {
+			if (mg != nil || mv != nil) && c.Type() == cid.Raw {
 				// A run of leaves (a file's, in order) is read and,
 				// with the store's hash-on-read, verified in one go.
 				batch := []cid.Cid{c}
@@ -191,13 +197,24 @@ func sendDAG(ctx context.Context, bs blockstore.Blockstore, dl interface{ SetWri
 					}
 					batch = append(batch, n)
 				}
-				bs, err := mg.GetMany(ctx, batch)
-				if err != nil {
-					return st, err
-				}
-				for i, b := range bs {
-					if err := writeBlock(batch[i], b); err != nil {
+				if mv != nil {
+					// Written from the store's reused buffers: a frame
+					// is copied on (bufio, the stream) before the next
+					// block is read.
+					if err := mv.ViewMany(ctx, batch, func(i int, data []byte) error {
+						return writeData(batch[i], data)
+					}); err != nil {
 						return st, err
+					}
+				} else {
+					bs, err := mg.GetMany(ctx, batch)
+					if err != nil {
+						return st, err
+					}
+					for i, b := range bs {
+						if err := writeBlock(batch[i], b); err != nil {
+							return st, err
+						}
 					}
 				}
 				if refused.Defined() {
@@ -240,6 +257,13 @@ func sendDAG(ctx context.Context, bs blockstore.Blockstore, dl interface{ SetWri
 // re-hashes on read.
 type manyGetter interface {
 	GetMany(ctx context.Context, cs []cid.Cid) ([]blocks.Block, error)
+}
+
+// manyViewer is a Blockstore that lends many blocks at once, each valid
+// only during fn (data nil: missing), as *blobstore.Store does: the
+// sender's leaves are read into reused buffers.
+type manyViewer interface {
+	ViewMany(ctx context.Context, cs []cid.Cid, fn func(i int, data []byte) error) error
 }
 
 // dagReadBatch is how many leaves the sender reads at once from a
