@@ -115,7 +115,7 @@ func (s *Store) ViewMany(ctx context.Context, cs []cid.Cid, fn func(i int, data 
 		return err
 	}
 	defer s.ops.Done()
-	files := s.bigFiles()
+	t := s.tieredBlocks()
 	datas := make([][]byte, len(cs))
 	var held []*[]byte
 	defer func() {
@@ -127,10 +127,16 @@ func (s *Store) ViewMany(ctx context.Context, cs []cid.Cid, fn func(i int, data 
 		if !c.Defined() {
 			continue
 		}
-		if files != nil {
+		if t != nil && t.files != nil {
+			// Small blocks are in pebble (a Bloom filter answers for
+			// the others at once); the rest in files, read here.
+			data, err := t.small.Get(ctx, blockKey(c))
+			if err == nil {
+				datas[i] = data
+				continue
+			}
 			b := viewBufs.Get().(*[]byte)
-			n, ok := files.read(blockKey(c), *b)
-			if ok {
+			if n, ok := t.files.read(blockKey(c), *b); ok {
 				held = append(held, b)
 				datas[i] = (*b)[:n]
 				continue
@@ -155,14 +161,13 @@ func (s *Store) ViewMany(ctx context.Context, cs []cid.Cid, fn func(i int, data 
 	return nil
 }
 
-// bigFiles returns the tiered store's bigFiles, or nil.
-func (s *Store) bigFiles() *bigFiles {
+// tieredBlocks returns the tiered datastore under the store's blocks, or
+// nil (another backend, or in memory).
+func (s *Store) tieredBlocks() *tiered {
 	b := s.blocks
 	if r, ok := b.(*refBlocks); ok {
 		b = r.Batching
 	}
-	if t, ok := b.(*tiered); ok {
-		return t.files
-	}
-	return nil
+	t, _ := b.(*tiered)
+	return t
 }

@@ -115,7 +115,7 @@ func TestViewMany(t *testing.T) {
 			// Rot on disk, behind the store's back (and out of its
 			// trust window, which only covers verified writes).
 			name := blockKey(cs[rot]).String()[1:]
-			path := filepath.Join(s.cfg.Dir, "flatfs", s.bigFiles().shard(name), name+".data")
+			path := filepath.Join(s.cfg.Dir, "flatfs", s.tieredBlocks().files.shard(name), name+".data")
 			if err := os.WriteFile(path, bytes.Repeat([]byte{1}, 1<<20), 0o644); err != nil {
 				t.Fatal(err)
 			}
