@@ -13,8 +13,10 @@ const trimEvery = 30 * time.Second
 
 // trimSlackBytes is how much heap beyond the live data (garbage not yet
 // collected plus free, unreleased spans) the daemon keeps before it
-// collects and hands the rest back to the system.
-const trimSlackBytes = 32 << 20
+// collects and hands the rest back to the system. With 32 MiB the home
+// server, just synced, idled with 24 MiB of free spans unreleased (143 MiB
+// RSS); with 16 MiB at 107 MiB, idle CPU unchanged (0.87% of a core).
+const trimSlackBytes = 16 << 20
 
 // trimMemory returns heap memory to the system after bursts of work. Go
 // collects an idle process only every two minutes and its scavenger

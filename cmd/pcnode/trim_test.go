@@ -16,7 +16,8 @@ func TestShouldTrim(t *testing.T) {
 		{objects: 60 * mib, free: 2 * mib, live: 55 * mib, want: false}, // idle, collected
 		{objects: 150 * mib, free: 0, live: 60 * mib, want: true},       // garbage after a sync
 		{objects: 60 * mib, free: 40 * mib, live: 58 * mib, want: true}, // free spans not released
-		{objects: 90 * mib, free: 1 * mib, live: 60 * mib, want: false}, // under the slack
+		{objects: 70 * mib, free: 1 * mib, live: 60 * mib, want: false}, // under the slack
+		{objects: 70 * mib, free: 6 * mib, live: 60 * mib, want: true},  // free spans and garbage together
 		{objects: 0, free: 0, live: 0, want: false},
 	} {
 		if got := shouldTrim(tc.objects, tc.free, tc.live); got != tc.want {

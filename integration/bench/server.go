@@ -272,8 +272,8 @@ func (m memBreakdown) String() string {
 	if m.err != nil {
 		return s + fmt.Sprintf(" (Go's share unknown: %v)", m.err)
 	}
-	return s + fmt.Sprintf("; of the anonymous memory Go holds at most %.0f MiB (heap in use %.0f MiB), the rest, %.0f MiB or more, is outside Go's heap (pebble's memtables and caches, the C allocator)",
-		float64(m.goHeld)/mib, float64(m.goHeap)/mib, float64(m.anon-m.goHeld)/mib)
+	return s + fmt.Sprintf("; of the anonymous memory Go holds at most %.0f MiB (heap in use %.0f MiB), the rest, at least %.0f MiB, is outside Go's heap (pebble's memtables and caches, the C allocator)",
+		float64(m.goHeld)/mib, float64(m.goHeap)/mib, float64(max(0, m.anon-m.goHeld))/mib)
 }
 
 // readMemBreakdown reads d's memory breakdown; errors are kept in it (the
