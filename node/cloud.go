@@ -403,13 +403,13 @@ func (n *Node) Join(ctx context.Context, req api.JoinRequest) (api.CloudInfo, er
 	}
 	name, role := req.Name, req.Role
 	if name == "" {
-		name = n.settings.Name
+		name = n.settings.Load().Name
 	}
 	if name == "" {
 		name = defaultDeviceName()
 	}
 	if role == "" {
-		role = n.settings.Role
+		role = n.settings.Load().Role
 	}
 	opts := cloud.JoinOptions{Name: name, Role: cloud.Role(role), Admin: req.Admin}
 	dir := filepath.Join(n.home, CloudDir)
@@ -461,7 +461,7 @@ func (n *Node) joinWithTempHost(ctx context.Context, dir, code string, opts clou
 	}
 	cfg := p2p.Config{
 		Key:        n.key,
-		Profile:    p2p.Profile(n.settings.Profile),
+		Profile:    p2p.Profile(n.settings.Load().Profile),
 		Bootstrap:  []peer.AddrInfo{},
 		Blockstore: st,
 		DHT:        p2p.DHTOff,

@@ -81,7 +81,7 @@ func (n *Node) dnsKey() (*dnslink.Key, error) {
 
 // zoneSetting returns dns.zone or an ErrConflict saying how to set it.
 func (n *Node) zoneSetting(op string) (string, error) {
-	z := n.settings.DNS.Zone
+	z := n.settings.Load().DNS.Zone
 	if z == "" {
 		return "", api.Errorf(api.ErrConflict, "node: %s: dns.zone is not set: pcnode config set dns.zone example.org", op)
 	}
@@ -118,13 +118,13 @@ func (n *Node) DNSPublish(ctx context.Context) (api.DNSPublishResult, error) {
 	if err != nil {
 		return api.DNSPublishResult{}, err
 	}
-	c := n.settings.DNS
+	c := n.settings.Load().DNS
 	switch {
 	case c.Primary == "":
 		return api.DNSPublishResult{}, api.Errorf(api.ErrConflict, "node: %s: dns.primary is not set: pcnode config set dns.primary host:port", op)
 	case c.TSIG == "":
 		return api.DNSPublishResult{}, api.Errorf(api.ErrConflict, "node: %s: dns.tsig is not set: pcnode config set dns.tsig name:hmac-sha256:<base64 secret>", op)
-	case n.settings.Profile == ProfileLocal && !loopbackHostPort(c.Primary):
+	case n.settings.Load().Profile == ProfileLocal && !loopbackHostPort(c.Primary):
 		return api.DNSPublishResult{}, api.Errorf(api.ErrConflict, "node: %s: dns.primary %s is not a loopback address, and the local profile talks to loopback only", op, c.Primary)
 	}
 	n.mu.Lock()
@@ -174,11 +174,11 @@ func loopbackHostPort(hp string) bool {
 // it needs loopback dns.servers, since /etc/resolv.conf leads off the
 // machine.
 func (n *Node) dnsDiscovery() (func(context.Context) ([]multiaddr.Multiaddr, error), error) {
-	c := n.settings.DNS
+	c := n.settings.Load().DNS
 	if c.Zone == "" {
 		return nil, nil
 	}
-	if n.settings.Profile == ProfileLocal {
+	if n.settings.Load().Profile == ProfileLocal {
 		if len(c.Servers) == 0 {
 			n.log.Info("dns: discovery off: the local profile needs loopback dns.servers")
 			return nil, nil
@@ -237,21 +237,21 @@ type dnsRecords struct {
 // startDNS starts the record keeper on the running host and, when
 // dns.listen is set, the authoritative server. n.mu is held.
 func (n *Node) startDNSLocked(ctx context.Context) error {
-	c := n.settings.DNS
+	c := n.settings.Load().DNS
 	if c.Zone == "" {
 		if c.Listen != "" {
 			return fmt.Errorf("node: start: dns.listen is set but dns.zone is not: pcnode config set dns.zone example.org")
 		}
 		return nil
 	}
-	if c.Listen != "" && n.settings.Profile == ProfileLocal && !loopbackHostPort(c.Listen) {
+	if c.Listen != "" && n.settings.Load().Profile == ProfileLocal && !loopbackHostPort(c.Listen) {
 		return fmt.Errorf("node: start: dns.listen %s is not a loopback address, and the local profile stays on loopback", c.Listen)
 	}
 	d := &dnsRecords{
 		log:      n.log.With("component", "dns"),
 		host:     n.host,
 		members:  &n.members,
-		local:    n.settings.Profile == ProfileLocal,
+		local:    n.settings.Load().Profile == ProfileLocal,
 		reported: map[peer.ID][]multiaddr.Multiaddr{},
 		kickc:    make(chan struct{}, 1),
 		links:    n.shareLinks,

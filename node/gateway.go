@@ -76,11 +76,11 @@ func (n *Node) startGatewayLocked(st blockstore.Blockstore) error {
 	if n.host != nil {
 		n.serveShareStatusLocked(n.host)
 	}
-	addr := n.settings.gatewayListen()
+	addr := n.settings.Load().gatewayListen()
 	if addr == "" {
 		return nil
 	}
-	if n.settings.Profile == ProfileLocal && !loopbackHostPort(addr) {
+	if n.settings.Load().Profile == ProfileLocal && !loopbackHostPort(addr) {
 		return fmt.Errorf("node: start: gateway.listen %s is not a loopback address, and the local profile stays on loopback", addr)
 	}
 	reg := n.shares.registry()

@@ -65,10 +65,13 @@ type Config struct {
 // Its methods implement api.Backend and are safe for concurrent use once
 // Start has returned.
 type Node struct {
-	cfg      Config
-	log      *slog.Logger
-	home     string
-	settings *Settings
+	cfg  Config
+	log  *slog.Logger
+	home string
+	// settings are the settings in effect. Reload replaces them while
+	// requests read them, so they are only ever read through the atomic
+	// pointer (a reader takes one consistent *Settings and keeps using it).
+	settings atomic.Pointer[Settings]
 	key      crypto.PrivKey
 	id       peer.ID
 	token    string
@@ -163,7 +166,8 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	log, ring := withLogRing(log)
-	n := &Node{cfg: cfg, log: log, home: home, settings: s, key: key, id: id, token: tok, logs: ring}
+	n := &Node{cfg: cfg, log: log, home: home, key: key, id: id, token: tok, logs: ring}
+	n.settings.Store(s)
 	n.metrics = newMetrics(n)
 	return n, nil
 }
@@ -176,7 +180,7 @@ func (n *Node) Home() string { return n.home }
 
 // Settings returns a copy of the settings in effect (file, then
 // environment, then Config).
-func (n *Node) Settings() Settings { return *n.settings }
+func (n *Node) Settings() Settings { return *n.settings.Load() }
 
 // APIURL is the base URL of the running API server, e.g.
 // "http://127.0.0.1:5480", or "" when offline or not started.
@@ -196,7 +200,7 @@ func (n *Node) Host() *p2p.Host {
 // Handler is the node's HTTP API (see docs/API.md) with /metrics, as Start
 // serves it. It is usable after Start, including on an offline node.
 func (n *Node) Handler() http.Handler {
-	host, _, _ := net.SplitHostPort(n.settings.API.Listen)
+	host, _, _ := net.SplitHostPort(n.settings.Load().API.Listen)
 	var allowed []string
 	if host != "" {
 		allowed = []string{host}
@@ -236,7 +240,7 @@ func (n *Node) Start(ctx context.Context) error {
 // order: lock, store, cloud state, host (with the cloud's membership
 // hooks), cloud service, DNS, API. teardown undoes it in reverse.
 func (n *Node) wire(ctx context.Context) error {
-	s := n.settings
+	s := n.settings.Load()
 	l, err := lockHome(n.home)
 	if err != nil {
 		return fmt.Errorf("node: start: %w", err)
@@ -515,7 +519,7 @@ func (n *Node) Status(ctx context.Context) (api.Status, error) {
 		ID:      n.id.String(),
 		Addrs:   []string{},
 		API:     n.APIURL(),
-		Profile: n.settings.Profile,
+		Profile: n.settings.Load().Profile,
 		Version: n.cfg.Version,
 		Home:    n.home,
 		Online:  h != nil,

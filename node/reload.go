@@ -53,7 +53,7 @@ func (n *Node) Reload(ctx context.Context) (ReloadResult, error) {
 	if !n.started || n.closed {
 		return ReloadResult{}, errors.New("node: reload: node is not running")
 	}
-	old := n.settings
+	old := n.settings.Load()
 	next := *old
 	var res ReloadResult
 	dnsChanged := false
@@ -74,13 +74,13 @@ func (n *Node) Reload(ctx context.Context) (ReloadResult, error) {
 	}
 	if dnsChanged && !n.cfg.Offline {
 		if err := n.restartDNSLocked(ctx, &next); err != nil {
-			res.Settings = *n.settings
+			res.Settings = *n.settings.Load()
 			return res, fmt.Errorf("node: reload: dns: %w (the old dns settings stay in effect)", err)
 		}
 	}
 	// Readers outside n.mu take the pointer once per use; the old value
 	// stays valid for them.
-	n.settings = &next
+	n.settings.Store(&next)
 	n.log.Info("config reloaded", "applied", res.Applied, "need_restart", res.NeedRestart)
 	res.Settings = next
 	return res, nil
@@ -89,19 +89,19 @@ func (n *Node) Reload(ctx context.Context) (ReloadResult, error) {
 // restartDNSLocked stops the DNS part and starts it with next; on failure
 // it starts it again with the current settings. n.mu is held.
 func (n *Node) restartDNSLocked(ctx context.Context, next *Settings) error {
-	old := n.settings
+	old := n.settings.Load()
 	if n.dns != nil {
 		if err := n.dns.close(); err != nil {
 			n.log.Warn("dns: close for reload", "err", err)
 		}
 		n.dns = nil
 	}
-	n.settings = next
+	n.settings.Store(next)
 	err := n.startDNSLocked(ctx)
 	if err == nil {
 		return nil
 	}
-	n.settings = old
+	n.settings.Store(old)
 	if rerr := n.startDNSLocked(ctx); rerr != nil {
 		n.log.Error("dns: restarting with the old settings failed", "err", rerr)
 	}

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -137,5 +138,56 @@ func TestServerMetricsAndReload(t *testing.T) {
 	}
 	if got := n.Settings(); got.DNS.Zone != "example.net" {
 		t.Errorf("zone after a failed reload: %q", got.DNS.Zone)
+	}
+}
+
+// TestReloadWhileReading: SIGHUP's Reload replaces the settings while API
+// requests read them. Under -race, any reader that does not go through
+// the atomic pointer is a reported data race; the readers must also see
+// one whole settings value (each reload here changes dns.zone).
+func TestReloadWhileReading(t *testing.T) {
+	home := newHomeWith(t, InitOptions{Name: "dev"}, map[string]string{"dns.zone": "zone0.example"})
+	n := startNode(t, home, true)
+	const reloads = 30
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				s := n.Settings()
+				if !strings.HasPrefix(s.DNS.Zone, "zone") || s.Name != "dev" {
+					t.Errorf("read settings %q/%q mid-reload", s.Name, s.DNS.Zone)
+					return
+				}
+				if _, err := n.Status(t.Context()); err != nil {
+					t.Errorf("status during reload: %v", err)
+					return
+				}
+				if _, err := n.Shares(t.Context()); err != nil {
+					t.Errorf("shares during reload: %v", err)
+					return
+				}
+			}
+		})
+	}
+	for i := range reloads {
+		configure(t, home, map[string]string{"dns.zone": "zone" + strconv.Itoa(i+1) + ".example"})
+		res, err := n.Reload(t.Context())
+		if err != nil {
+			t.Fatalf("reload %d: %v", i, err)
+		}
+		if !slices.Contains(res.Applied, "dns.zone") {
+			t.Fatalf("reload %d applied %v, want dns.zone", i, res.Applied)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	if z := n.Settings().DNS.Zone; z != "zone"+strconv.Itoa(reloads)+".example" {
+		t.Errorf("zone after the reloads %q", z)
 	}
 }

@@ -201,7 +201,7 @@ func (it mirrorItem) active(now time.Time) bool {
 
 // replicaDir is where this server keeps its folder replicas.
 func (n *Node) replicaDir() string {
-	if d := n.settings.Server.ReplicaDir; d != "" {
+	if d := n.settings.Load().Server.ReplicaDir; d != "" {
 		return d
 	}
 	return filepath.Join(n.home, ReplicaDir)
@@ -221,7 +221,7 @@ func (n *Node) startServerLocked(ctx context.Context) error {
 	sv.cancel = cancel
 	sv.running = true
 	sv.push = make(chan struct{}, 1)
-	sv.isServer = n.settings.Role == RoleServer
+	sv.isServer = n.settings.Load().Role == RoleServer
 	sub, err := lh.EventBus().Subscribe([]any{
 		new(event.EvtPeerIdentificationCompleted),
 		new(event.EvtPeerProtocolsUpdated),
@@ -248,7 +248,7 @@ func (n *Node) startServerLocked(ctx context.Context) error {
 			defer sv.wg.Done()
 			n.mirrorLoop(bg, st, h)
 		}()
-		n.log.Info("home server role", "replicas", n.replicaDir(), "relay", true, "gateway", n.settings.gatewayListen() != "")
+		n.log.Info("home server role", "replicas", n.replicaDir(), "relay", true, "gateway", n.settings.Load().gatewayListen() != "")
 	}
 	sv.wg.Add(1)
 	go func() {
@@ -732,7 +732,7 @@ func (n *Node) serverHints(max int) []multiaddr.Multiaddr {
 			if _, err := a.ValueForProtocol(multiaddr.P_CIRCUIT); err == nil {
 				continue
 			}
-			if n.settings.Profile == ProfileLocal && !loopbackOnlyAddr(a) {
+			if n.settings.Load().Profile == ProfileLocal && !loopbackOnlyAddr(a) {
 				continue
 			}
 			out = append(out, a)

@@ -391,8 +391,8 @@ func (n *Node) shareInfo(s share.Share) api.ShareInfo {
 	if !s.Encrypted {
 		info.IPFS = "ipfs://" + s.Root.String()
 	}
-	if s.DNSName != "" && n.settings.DNS.Zone != "" {
-		info.DNSName = s.DNSName + "." + strings.TrimSuffix(n.settings.DNS.Zone, ".")
+	if s.DNSName != "" && n.settings.Load().DNS.Zone != "" {
+		info.DNSName = s.DNSName + "." + strings.TrimSuffix(n.settings.Load().DNS.Zone, ".")
 	}
 	if u := n.GatewayURL(); u != "" {
 		info.Gateway = u + "/ipfs/" + s.Root.String() + "/"
@@ -419,7 +419,7 @@ func (n *Node) shareHints() []multiaddr.Multiaddr {
 	var out []multiaddr.Multiaddr
 	max := share.MaxProviders
 	var dnsaddr multiaddr.Multiaddr
-	if z := strings.TrimSuffix(n.settings.DNS.Zone, "."); z != "" {
+	if z := strings.TrimSuffix(n.settings.Load().DNS.Zone, "."); z != "" {
 		if m, err := multiaddr.NewMultiaddr("/dnsaddr/" + z); err == nil {
 			dnsaddr = m
 			max--
@@ -456,7 +456,7 @@ func (n *Node) checkShareName(name string) error {
 	if !isDomainName(name) || strings.HasSuffix(name, ".") {
 		return api.Errorf(api.ErrInvalid, "node: share: name %q is not a DNS name relative to the zone (letters, digits, -, one or more labels)", name)
 	}
-	c := n.settings.DNS
+	c := n.settings.Load().DNS
 	switch {
 	case c.Zone == "":
 		return api.Errorf(api.ErrConflict, "node: share: --name %s needs dns.zone: pcnode config set dns.zone example.org", name)
@@ -500,7 +500,7 @@ func (n *Node) publishShareNames(ctx context.Context) error {
 			return err
 		}
 	}
-	if n.settings.DNS.Primary != "" {
+	if n.settings.Load().DNS.Primary != "" {
 		if _, err := n.DNSPublish(ctx); err != nil {
 			return err
 		}

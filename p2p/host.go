@@ -55,6 +55,9 @@ type Host struct {
 	// bitswapOpts are the bitswap options; benchmarks compare them with
 	// boxo's defaults.
 	bitswapOpts []bitswap.Option
+	// wants is the want-flood defence (wantlimit.go); nil without a
+	// BlockFilter, since then no want is refused.
+	wants *wantGuard
 
 	bw *trafficCounter
 
@@ -129,7 +132,12 @@ func New(cfg Config) (*Host, error) {
 	}
 	// The profile's policy first, so that a refused address never reaches
 	// the others.
-	for _, g := range []connmgr.ConnectionGater{revokedGaterFor(s.revoked), s.gater} {
+	gaters := []connmgr.ConnectionGater{revokedGaterFor(s.revoked), s.gater}
+	if s.blockFilter != nil {
+		h.wants = newWantGuard(s)
+		gaters = append(gaters, h.wants)
+	}
+	for _, g := range gaters {
 		switch {
 		case g == nil:
 		case profileGater == nil:
@@ -271,8 +279,9 @@ func (h *Host) Start(ctx context.Context) error {
 
 	bctx, cancel := context.WithCancel(context.Background())
 	bsOpts := h.bitswapOpts
-	if h.s.blockFilter != nil {
-		bsOpts = append(slices.Clip(bsOpts), bitswap.WithPeerBlockRequestFilter(h.s.blockFilter))
+	if h.wants != nil { // its filter wraps Config.BlockFilter
+		bsOpts = append(slices.Clip(bsOpts), h.wants.bitswapOptions()...)
+		h.wants.setDrop(func(p peer.ID) { lh.Network().ClosePeer(p) })
 	}
 	bs := bitswap.New(bctx, bsnet.NewFromIpfsHost(lh), nil, h.s.blockstore, bsOpts...)
 

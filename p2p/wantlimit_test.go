@@ -3,7 +3,7 @@ package p2p
 import (
 	"context"
 	"crypto/rand"
-	"slices"
+	"math"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -140,29 +140,19 @@ func TestWantGuardBounded(t *testing.T) {
 }
 
 // startGuarded starts a host for cfg whose bitswap server serves by
-// filter, with a want guard installed as the host installs it, or without
-// one (filter as Config.BlockFilter) when guarded is false.
+// filter (Config.BlockFilter), with its want guard, or with the guard
+// switched off (a limit no flood reaches) when guarded is false.
 func startGuarded(t *testing.T, cfg Config, filter func(peer.ID, cid.Cid) bool, guarded bool) (*Host, *wantGuard) {
 	t.Helper()
-	if !guarded {
-		cfg.BlockFilter = filter
-		return startHost(t, cfg), nil
-	}
+	cfg.BlockFilter = filter
 	h, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := h.s
-	s.blockFilter = filter
-	g := newWantGuard(s)
-	h.bitswapOpts = append(slices.Clip(h.bitswapOpts), g.bitswapOptions()...)
-	h.gater = bothGater{h.gater, g}
-	g.setDrop(func(p peer.ID) {
-		if lh := h.Libp2p(); lh != nil {
-			lh.Network().ClosePeer(p)
-		}
-	})
-	return startNew(t, h), g
+	if !guarded {
+		h.wants.limit = math.MaxInt - 1
+	}
+	return startNew(t, h), h.wants
 }
 
 // floodRun has a member fetch 64 blocks of 256 KiB from a host while a
