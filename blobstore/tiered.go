@@ -265,44 +265,10 @@ func (f *bigFiles) write(ctx context.Context, puts []bigPut) error {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	var (
-		next     atomic.Int64
-		mu       sync.Mutex
-		firstErr error
-		wg       sync.WaitGroup
-	)
-	failed := func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return firstErr != nil
-	}
-	for range min(bigWriters, len(puts)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(puts) || failed() {
-					return
-				}
-				err := ctx.Err()
-				if err == nil {
-					err = f.writeTemp(filepath.Join(tmp, strconv.Itoa(i)), puts[i].v)
-				}
-				if err != nil {
-					mu.Lock()
-					if firstErr == nil {
-						firstErr = err
-					}
-					mu.Unlock()
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	if firstErr != nil {
-		return firstErr
+	if err := parallel(ctx, len(puts), func(i int) error {
+		return f.writeTemp(filepath.Join(tmp, strconv.Itoa(i)), puts[i].v)
+	}); err != nil {
+		return err
 	}
 	dirs := make(map[string]struct{})
 	newDir := false
@@ -327,12 +293,55 @@ func (f *bigFiles) write(ctx context.Context, puts []bigPut) error {
 	if newDir {
 		dirs[f.root] = struct{}{}
 	}
+	// The directories at once: each sync waits for a journal commit,
+	// which concurrent ones share.
+	list := make([]string, 0, len(dirs))
 	for dir := range dirs {
-		if err := syncDir(dir); err != nil {
-			return err
-		}
+		list = append(list, dir)
 	}
-	return nil
+	return parallel(ctx, len(list), func(i int) error { return syncDir(list[i]) })
+}
+
+// parallel runs fn(0) to fn(n-1) on bigWriters goroutines and returns the
+// first error; after an error, or once ctx ends, no new call starts.
+func parallel(ctx context.Context, n int, fn func(i int) error) error {
+	var (
+		next     atomic.Int64
+		mu       sync.Mutex
+		firstErr error
+		wg       sync.WaitGroup
+	)
+	failed := func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return firstErr != nil
+	}
+	for range min(bigWriters, n) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n || failed() {
+					return
+				}
+				err := ctx.Err()
+				if err == nil {
+					err = fn(i)
+				}
+				if err != nil {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = err
+					}
+					mu.Unlock()
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return firstErr
 }
 
 // writeTemp writes v to a new file at path and syncs it (if f.sync);
