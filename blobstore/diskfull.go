@@ -66,7 +66,7 @@ func (s *Store) DiskFull(err error, since time.Time) error {
 
 // pebbleErrorEvery is how often a repeated pebble background error is
 // logged. Pebble retries a failed flush at once and without end: on a full
-// disk that is thousands of identical errors a second until space returns.
+// disk, a stream of identical errors until space returns.
 const pebbleErrorEvery = time.Minute
 
 // pebbleFullBackoff is how long a background error for want of space

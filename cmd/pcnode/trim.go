@@ -14,8 +14,9 @@ const trimEvery = 30 * time.Second
 // trimSlackBytes is how much heap beyond the live data (garbage not yet
 // collected plus free, unreleased spans) the daemon keeps before it
 // collects and hands the rest back to the system. With 32 MiB the home
-// server, just synced, idled with 24 MiB of free spans unreleased (143 MiB
-// RSS); with 16 MiB at 107 MiB, idle CPU unchanged (0.87% of a core).
+// server, just synced, idled with about 24 MiB of free spans unreleased
+// (143 MiB RSS); with 16 MiB at 106-107 MiB, idle CPU no higher (0.67-0.87%
+// of a core, 0.85% before).
 const trimSlackBytes = 16 << 20
 
 // trimMemory returns heap memory to the system after bursts of work. Go
