@@ -104,9 +104,9 @@ type directSink struct {
 	inner    map[string]*innerNode // inner nodes seen, to expand a repeat
 	leafAt   map[string]slot       // a filled slot of each leaf seen
 	refs     []blobstore.Ref
-	store    []blocks.Block
 	progress func()
 	parts    []*partial
+	kept     int64 // bytes found intact in partial files (a resumed fetch)
 }
 
 func newDirectSink(f *Folder) *directSink {
@@ -178,7 +178,7 @@ func (d *directSink) fill(c cid.Cid, s slot, data []byte) error {
 }
 
 // arrive places block b (verified) in every slot waiting for it.
-func (d *directSink) arrive(b blocks.Block, fromStream bool) error {
+func (d *directSink) arrive(b blocks.Block) error {
 	c := b.Cid()
 	k := c.KeyString()
 	slots := d.waiting[k]
@@ -190,9 +190,6 @@ func (d *directSink) arrive(b blocks.Block, fromStream bool) error {
 			return fmt.Errorf("%w: %w", p2p.ErrDAGCorrupt, err)
 		}
 		d.inner[k] = n
-		if fromStream {
-			d.store = append(d.store, b)
-		}
 		for _, s := range slots {
 			if err := d.expand(n, s); err != nil {
 				return err
@@ -213,9 +210,23 @@ func (d *directSink) arrive(b blocks.Block, fromStream bool) error {
 }
 
 // PutMany is the p2p.BlockSink: blocks arrive verified, in stream order.
+// The batch's inner nodes are stored before any of its leaves is
+// written, so that a partial file holding data always has its layout
+// stored (a restart resumes it).
 func (d *directSink) PutMany(ctx context.Context, bs []blocks.Block) error {
+	var inner []blocks.Block
 	for _, b := range bs {
-		if err := d.arrive(b, true); err != nil {
+		if b.Cid().Prefix().Codec == cid.DagProtobuf {
+			inner = append(inner, b)
+		}
+	}
+	if len(inner) > 0 {
+		if err := d.f.cfg.Store.PutMany(ctx, inner); err != nil {
+			return err
+		}
+	}
+	for _, b := range bs {
+		if err := d.arrive(b); err != nil {
 			return err
 		}
 	}
@@ -231,16 +242,9 @@ func (d *directSink) PutMany(ctx context.Context, bs []blocks.Block) error {
 	return d.flush(ctx)
 }
 
-// flush stores the inner nodes that arrived (durably: they are the
-// file's structure) and records the leaves written (not durably: a lost
-// reference only costs a refetch).
+// flush records the leaves written (not durably: a lost reference only
+// costs a refetch).
 func (d *directSink) flush(ctx context.Context) error {
-	if len(d.store) > 0 {
-		if err := d.f.cfg.Store.PutMany(ctx, d.store); err != nil {
-			return err
-		}
-		d.store = nil
-	}
 	if len(d.refs) > 0 {
 		if err := d.f.cfg.Store.AddRefs(ctx, d.refs); err != nil {
 			return err
@@ -283,7 +287,7 @@ func (d *directSink) local(ctx context.Context) error {
 			if err != nil {
 				continue // fetched
 			}
-			if err := d.arrive(b, false); err != nil {
+			if err := d.arrive(b); err != nil {
 				return err
 			}
 			progress = true
@@ -303,6 +307,7 @@ func (d *directSink) localLeaf(ctx context.Context, c cid.Cid, slots []slot) ([]
 			if _, err := s.p.fd.ReadAt(buf, s.off); err == nil {
 				if got, err := c.Prefix().Sum(buf); err == nil && got.Equals(c) {
 					s.p.written += s.size
+					d.kept += s.size
 					d.leafAt[c.KeyString()] = s
 					d.refs = append(d.refs, blobstore.Ref{Cid: c, Path: s.p.path, Offset: s.off, Size: int(s.size)})
 					data = buf
@@ -478,6 +483,9 @@ func (f *Folder) fetchInto(ctx context.Context, p peer.ID, pts []*partial, progr
 	st, err := p2p.FetchDAGs(ctx, f.cfg.Host, f.cfg.Store, p, roots, d)
 	f.streamed.Add(st.Bytes)
 	f.log.Debug("dag stream", "peer", p, "files", len(pts), "blocks", st.Blocks, "bytes", st.Bytes, "err", err)
+	if d.kept > 0 {
+		f.log.Info("resumed fetch", "files", len(pts), "kept", d.kept, "received", st.Bytes, "err", err)
+	}
 	if err != nil {
 		return err
 	}

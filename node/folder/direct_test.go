@@ -207,9 +207,9 @@ func TestDirectSinkRefusesBadLayout(t *testing.T) {
 			if err := d.want(b.Cid(), slot{p: pt, size: tc.size}); err != nil {
 				t.Fatal(err)
 			}
-			err := d.arrive(b, true)
+			err := d.arrive(b)
 			if err == nil {
-				err = d.arrive(mustBlock(t, leaf, lc), true)
+				err = d.arrive(mustBlock(t, leaf, lc))
 			}
 			if !errors.Is(err, p2p.ErrDAGCorrupt) {
 				t.Fatalf("err = %v, want ErrDAGCorrupt", err)
@@ -272,10 +272,10 @@ func FuzzDirectSinkInner(f *testing.F) {
 		if err := d.want(c, slot{p: pt, size: size}); err != nil {
 			return
 		}
-		if err := d.arrive(mustBlock(t, data, c), true); err != nil {
+		if err := d.arrive(mustBlock(t, data, c)); err != nil {
 			return
 		}
-		_ = d.arrive(mustBlock(t, leaf, lc), true)
+		_ = d.arrive(mustBlock(t, leaf, lc))
 		if fi, _ := pt.fd.Stat(); fi.Size() > size {
 			t.Fatalf("partial grew to %d bytes, file has %d", fi.Size(), size)
 		}

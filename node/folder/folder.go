@@ -462,6 +462,12 @@ func (f *Folder) doPull(ctx context.Context, retry *time.Timer) {
 	if ctx.Err() != nil {
 		return
 	}
+	if err != nil && errors.Is(err, errNoMember) {
+		// Retried when a member connects (startNet's notifee).
+		f.log.Debug("sync waits for a member", "err", err)
+		f.setState("error", err)
+		return
+	}
 	if err != nil {
 		f.log.Warn("sync incomplete; will retry", "err", err)
 		f.setState("error", err)

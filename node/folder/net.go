@@ -23,7 +23,12 @@ func (f *Folder) startNet() {
 	h := f.cfg.Host
 	h.SetStreamHandler(protocolFor(f.cfg.ID), f.handleStream)
 	f.notify = &network.NotifyBundle{
-		ConnectedF: func(_ network.Network, c network.Conn) { f.subscribe(c.RemotePeer()) },
+		ConnectedF: func(_ network.Network, c network.Conn) {
+			f.subscribe(c.RemotePeer())
+			if f.cfg.Members(c.RemotePeer()) {
+				f.requestPull() // what waited for a member (errNoMember)
+			}
+		},
 	}
 	h.Network().Notify(f.notify)
 	for _, p := range h.Network().Peers() {

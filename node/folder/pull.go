@@ -581,6 +581,19 @@ func (f *Folder) applyFiles(ctx context.Context, as []action, res fetchResult) (
 	return recs, errs
 }
 
+// errNoMember: content is missing and no member is connected.
+var errNoMember = errors.New("no member connected to fetch from")
+
+// memberConnected reports whether a member is connected.
+func (f *Folder) memberConnected() bool {
+	for _, p := range f.cfg.Host.Network().Peers() {
+		if p != f.cfg.Device && f.cfg.Members(p) {
+			return true
+		}
+	}
+	return false
+}
+
 // wantBatch bounds one GetMany (see fetch).
 const wantBatch = 1000
 
@@ -655,6 +668,13 @@ func (f *Folder) fetchAll(ctx context.Context, as []action, res *fetchResult) er
 		} else {
 			treeActs = append(treeActs, a)
 		}
+	}
+	if f.cfg.Host != nil && len(fetched) > 0 && !f.memberConnected() {
+		// Nobody to fetch from (a restart, before the members are
+		// back): the pull is retried when they are. Waiting here in
+		// bitswap would fetch by bitswap whatever arrives first, not
+		// over the DAG stream that resumes partial files.
+		return errNoMember
 	}
 	// Single-block files come over the DAG stream, each written to its
 	// temporary file as it arrives (direct.go); the rest by bitswap.
