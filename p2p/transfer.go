@@ -70,6 +70,10 @@ const (
 	// dagWriteBuffer is the sender's buffer: many small blocks go out in
 	// few stream writes.
 	dagWriteBuffer = 256 << 10
+	// dagGroupWait bounds how long the receiver gathers blocks into one
+	// verification group: a stream that brings 16 leaves in less (over
+	// 80 MB/s for 1 MiB leaves) is verified 16 at a time.
+	dagGroupWait = 200 * time.Millisecond
 )
 
 // handleDAG serves one DAG stream request. A peer DAGStreamAllowed
@@ -478,7 +482,11 @@ type dagItem struct {
 // and consumed in stream order here, so that a block is accepted only once
 // its parent has named it. abort unblocks a read of r in progress; it is
 // called when receiveDAG returns before the stream's end.
-func receiveDAG(ctx context.Context, r *bufio.Reader, wants []cid.Cid, sink BlockSink, abort func()) (DAGStats, error) {
+//
+// Blocks verified and consumed before the stream is cut or ctx ends are
+// still handed to sink, so that a later fetch need not
+// bring them again.
+func receiveDAG(ctx context.Context, r *bufio.Reader, wants []cid.Cid, sink BlockSink, abort func()) (st DAGStats, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	lanes := dagSumLanes
@@ -534,12 +542,19 @@ func receiveDAG(ctx context.Context, r *bufio.Reader, wants []cid.Cid, sink Bloc
 			group = nil
 			return true
 		}
+		var since time.Time // when reading the group's first frame began
 		for {
+			if len(group) == 0 {
+				since = time.Now()
+			}
 			f, err := readDAGFrame(r)
 			it := &dagItem{f: f, err: err, done: make(chan struct{})}
 			if err == nil && f.kind == frameBlock {
 				group = append(group, it)
-				if len(group) < lanes {
+				// A slow stream does not wait for a full group: its
+				// blocks reach the sink (and are kept if the transfer
+				// is then cut) as they arrive.
+				if len(group) < lanes && time.Since(since) < dagGroupWait {
 					continue
 				}
 				if !dispatch() {
@@ -574,7 +589,6 @@ func receiveDAG(ctx context.Context, r *bufio.Reader, wants []cid.Cid, sink Bloc
 		}
 	}()
 
-	var st DAGStats
 	pending := make(map[string]struct{}, len(wants))
 	seen := make(map[string]struct{}, len(wants))
 	for _, c := range wants {
@@ -584,16 +598,25 @@ func receiveDAG(ctx context.Context, r *bufio.Reader, wants []cid.Cid, sink Bloc
 	var missing []cid.Cid
 	var batch []blocks.Block
 	var batchBytes int
+	sinkFailed := false
 	flush := func() error {
 		if len(batch) == 0 {
 			return nil
 		}
 		if err := sink.PutMany(ctx, batch); err != nil {
+			sinkFailed = true
 			return fmt.Errorf("store: %w", err)
 		}
 		batch, batchBytes = nil, 0
 		return nil
 	}
+	defer func() {
+		// A cut or cancelled stream keeps what arrived; a peer that sent
+		// something bad is trusted with nothing.
+		if err != nil && !sinkFailed && len(batch) > 0 && !errors.Is(err, ErrDAGCorrupt) && !errors.Is(err, errFrame) {
+			_ = sink.PutMany(context.WithoutCancel(ctx), batch)
+		}
+	}()
 	for it := range order {
 		select {
 		case <-it.done:
