@@ -4,12 +4,38 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 
 	"github.com/ipfs/boxo/blockstore"
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
+
+// ProgressSink is a BlockSink that also hears of the stream's bytes as
+// they arrive, before the blocks they carry are verified and handed on in
+// batches (of up to 8 MiB): a caller's stall watchdog sees a slow stream
+// move. FetchDAGs finds it by type assertion.
+type ProgressSink interface {
+	BlockSink
+	// StreamRead is called with the size of each read from the stream,
+	// on the reading goroutine: it must be quick and must not block.
+	StreamRead(n int)
+}
+
+// progressReader reports each read's size to fn.
+type progressReader struct {
+	r  io.Reader
+	fn func(int)
+}
+
+func (p progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	if n > 0 {
+		p.fn(n)
+	}
+	return n, err
+}
 
 // FetchDAGs is FetchDAG for a caller that holds the libp2p host and a
 // block store rather than a Host (a synced folder, which is handed only
@@ -20,8 +46,9 @@ import (
 // The sink decides where blocks go (a folder writes file leaves straight
 // into the files being made). Errors are FetchDAG's: ErrDAGRefused,
 // ErrDAGIncomplete (also when more than 64 Ki subtrees were missing:
-// call again for the rest), ErrDAGCorrupt. It blocks until done or ctx
-// ends.
+// call again for the rest), ErrDAGCorrupt. Blocks that arrived before the
+// stream was cut or ctx ended still reach sink. A sink that is a
+// ProgressSink hears of every read. It blocks until done or ctx ends.
 func FetchDAGs(ctx context.Context, lh host.Host, bs blockstore.Blockstore, p peer.ID, roots []cid.Cid, sink BlockSink) (DAGStats, error) {
 	st, err := fetchDAGs(ctx, lh, bs, p, roots, sink)
 	if err != nil {
@@ -67,7 +94,11 @@ func fetchDAGs(ctx context.Context, lh host.Host, bs blockstore.Blockstore, p pe
 		return DAGStats{}, err
 	}
 	_ = s.CloseWrite()
-	st, err := receiveDAG(ctx, bufio.NewReaderSize(s, dagWriteBuffer), wants, sink, func() { _ = s.Reset() })
+	var r io.Reader = s
+	if ps, ok := sink.(ProgressSink); ok {
+		r = progressReader{r: s, fn: ps.StreamRead}
+	}
+	st, err := receiveDAG(ctx, bufio.NewReaderSize(r, dagWriteBuffer), wants, sink, func() { _ = s.Reset() })
 	if err != nil {
 		_ = s.Reset()
 		if cerr := ctx.Err(); cerr != nil {

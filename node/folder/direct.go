@@ -242,6 +242,14 @@ func (d *directSink) PutMany(ctx context.Context, bs []blocks.Block) error {
 	return d.flush(ctx)
 }
 
+// StreamRead makes the DAG stream's every read count as progress (see
+// p2p.ProgressSink): a slow stream is not taken for a stalled one.
+func (d *directSink) StreamRead(int) {
+	if d.progress != nil {
+		d.progress()
+	}
+}
+
 // flush records the leaves written (not durably: a lost reference only
 // costs a refetch).
 func (d *directSink) flush(ctx context.Context) error {
@@ -487,6 +495,10 @@ func (f *Folder) fetchInto(ctx context.Context, p peer.ID, pts []*partial, progr
 		f.log.Info("resumed fetch", "files", len(pts), "kept", d.kept, "received", st.Bytes, "err", err)
 	}
 	if err != nil {
+		// The leaves written before a cut or a stall are referenced, so
+		// that a fetch by bitswap in its place does not bring them
+		// again (a later DAG stream finds them in the partial anyway).
+		_ = d.flush(context.WithoutCancel(ctx))
 		return err
 	}
 	return d.flush(ctx)
@@ -618,6 +630,18 @@ func (s *smallSink) PutMany(ctx context.Context, bs []blocks.Block) error {
 	}
 	return nil
 }
+
+// StreamRead: see directSink.StreamRead.
+func (s *smallSink) StreamRead(int) {
+	if s.progress != nil {
+		s.progress()
+	}
+}
+
+var (
+	_ p2p.ProgressSink = (*directSink)(nil)
+	_ p2p.ProgressSink = (*smallSink)(nil)
+)
 
 func (s *smallSink) stop() {
 	for _, j := range s.jobs {

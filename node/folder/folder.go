@@ -95,6 +95,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock (version names). nil means time.Now.
 	Now func() time.Time
+
+	// fetchStall is how long a fetch may receive nothing (tests shorten
+	// it). 0 means the package's fetchStall.
+	fetchStall time.Duration
 }
 
 // NewID returns a new random folder ID (16 characters of base32).

@@ -508,14 +508,21 @@ func (f *Folder) applyFiles(ctx context.Context, as []action, res fetchResult) (
 	t0 := time.Now()
 	defer func() { f.log.Debug("applied files", "n", len(as), "took", time.Since(t0)) }()
 	if res.err != nil {
-		// Fetch what can be fetched one by one, up to the first file that
-		// cannot be (each failure costs a fetch stall); the rest waits
-		// for the next pull.
-		res.release(f)
-		res.discard()
-		res = fetchResult{fetched: map[cid.Cid]bool{}, parts: map[string]*partial{}, staged: map[string]staged{}}
+		// Keep what the failed fetch did bring (files staged from the
+		// DAG stream, complete partial files; blocks stored or written
+		// into partials are found again by the next fetch) and fetch
+		// the rest one by one, up to the first file that cannot be
+		// (each failure costs a fetch stall); the rest waits for the
+		// next pull.
+		f.log.Debug("fetch failed; fetching the rest one by one", "files", len(as), "staged", len(res.staged), "partials", len(res.parts), "err", res.err)
 		var stuck error
 		for _, a := range as {
+			if _, ok := res.staged[a.want.Path]; ok {
+				continue
+			}
+			if _, ok := res.parts[a.want.Path]; ok {
+				continue
+			}
 			if stuck != nil {
 				errs[a.want.Path] = stuck
 				continue
@@ -597,9 +604,11 @@ func (f *Folder) memberConnected() bool {
 // wantBatch bounds one GetMany (see fetch).
 const wantBatch = 1000
 
-// fetchStall is how long a fetch may go without receiving a block before
-// it gives up (and the pull retries later): bitswap itself waits forever
-// for a block nobody has.
+// fetchStall is how long a fetch may go without receiving anything
+// before it gives up (and the pull retries later): bitswap itself waits
+// forever for a block nobody has. The DAG stream counts every read as
+// progress (its blocks reach the folder in batches of up to 8 MiB, which
+// a slow link takes minutes to fill), bitswap every block.
 const fetchStall = 30 * time.Second
 
 // stallGuard returns a context cancelled when progress has not been
@@ -648,7 +657,11 @@ func (r fetchResult) discard() {
 }
 
 func (f *Folder) fetchAll(ctx context.Context, as []action, res *fetchResult) error {
-	ctx, progress, stop := stallGuard(ctx, fetchStall)
+	stall := f.cfg.fetchStall
+	if stall <= 0 {
+		stall = fetchStall
+	}
+	ctx, progress, stop := stallGuard(ctx, stall)
 	defer stop()
 	parts, fetched := res.parts, res.fetched
 	var raws []cid.Cid
