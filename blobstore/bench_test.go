@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipfs/go-cid"
 	mh "github.com/multiformats/go-multihash"
 )
 
@@ -183,6 +184,65 @@ func BenchmarkImportTree(b *testing.B) {
 				b.StartTimer()
 			}
 			m.report(b, float64(n*4096)/(1<<20))
+		})
+	}
+}
+
+// BenchmarkRefRead reads a file's leaves referenced in place (a synced
+// folder's file, as the DAG stream's sender reads them) 16 at a time, with
+// HashOnRead as the node runs. The file is in the page cache: this is the
+// CPU of reading and verifying, not of the disk. PCNODE_BENCH_MB sizes it.
+//
+//	PCNODE_BENCH_MB=256 go test -run '^$' -bench 'RefRead' -benchtime 3x ./blobstore
+func BenchmarkRefRead(b *testing.B) {
+	mb := benchMB()
+	dir := b.TempDir()
+	src := writeRandomFile(b, dir, mb)
+	s := mustOpen(b, Config{Dir: filepath.Join(dir, "store"), HashOnRead: true, NoSync: true})
+	ctx := context.Background()
+	var refs []Ref
+	var cs []cid.Cid
+	for i := range mb {
+		c := mustSum(cid.Raw, randBytes(uint64(i), 1<<20))
+		refs = append(refs, Ref{Cid: c, Path: src, Offset: int64(i) << 20, Size: 1 << 20})
+		cs = append(cs, c)
+	}
+	if err := s.PutRefs(ctx, refs); err != nil {
+		b.Fatal(err)
+	}
+	read := map[string]func(batch []cid.Cid) error{
+		"ViewMany": func(batch []cid.Cid) error {
+			return s.ViewMany(ctx, batch, func(i int, data []byte) error {
+				if len(data) != 1<<20 {
+					return fmt.Errorf("block %d: %d bytes", i, len(data))
+				}
+				return nil
+			})
+		},
+		"GetMany": func(batch []cid.Cid) error {
+			bs, err := s.GetMany(ctx, batch)
+			for i, blk := range bs {
+				if err == nil && blk == nil {
+					err = fmt.Errorf("block %d missing", i)
+				}
+			}
+			return err
+		},
+	}
+	for _, name := range []string{"ViewMany", "GetMany"} {
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(int64(mb) << 20)
+			var m meter
+			for b.Loop() {
+				m.on()
+				for i := 0; i < len(cs); i += 16 {
+					if err := read[name](cs[i:min(i+16, len(cs))]); err != nil {
+						b.Fatal(err)
+					}
+				}
+				m.off()
+			}
+			m.report(b, float64(mb))
 		})
 	}
 }

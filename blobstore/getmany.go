@@ -17,7 +17,11 @@ import (
 // a nil entry. It is Get for many blocks at once, for a sender that walks
 // a DAG: with Config.HashOnRead the blocks that need re-hashing are hashed
 // together (16 at a time with AVX-512, see SumSHA256), and a rotten one is
-// quarantined and returned as missing, as Get reports it.
+// quarantined and returned as missing, as Get reports it. Blocks referenced
+// in place (PutRefs) are read without a check each and verified together
+// in the same way, HashOnRead or not; one whose file no longer matches
+// goes through Get's path (every place tried, stale ones dropped and
+// reported to WatchStaleRefs) and is missing if none matches.
 func (s *Store) GetMany(ctx context.Context, cs []cid.Cid) ([]blocks.Block, error) {
 	if err := s.begin(); err != nil {
 		return nil, err
@@ -25,12 +29,15 @@ func (s *Store) GetMany(ctx context.Context, cs []cid.Cid) ([]blocks.Block, erro
 	defer s.ops.Done()
 	out := make([]blocks.Block, len(cs))
 	datas := make([][]byte, len(cs))
+	r, stored := s.refsAndStored()
+	var lacking []int
 	for i, c := range cs {
 		if !c.Defined() {
 			continue
 		}
-		data, err := s.blocks.Get(ctx, blockKey(c))
+		data, err := stored.Get(ctx, blockKey(c))
 		if errors.Is(err, ds.ErrNotFound) {
+			lacking = append(lacking, i)
 			continue
 		}
 		if err != nil {
@@ -38,7 +45,11 @@ func (s *Store) GetMany(ctx context.Context, cs []cid.Cid) ([]blocks.Block, erro
 		}
 		datas[i] = data
 	}
-	s.checkMany(ctx, cs, datas, false)
+	fromRef, err := r.readMany(ctx, cs, lacking, datas, func(n int) []byte { return make([]byte, n) })
+	if err != nil {
+		return nil, err
+	}
+	s.checkMany(ctx, cs, datas, fromRef, false)
 	for i, data := range datas {
 		if data == nil {
 			continue
@@ -54,9 +65,11 @@ func (s *Store) GetMany(ctx context.Context, cs []cid.Cid) ([]blocks.Block, erro
 
 // checkMany applies Config.HashOnRead to datas, the data read for cs (nil:
 // missing): blocks that need re-hashing are hashed together, and a rotten
-// one is quarantined and its entry set to nil. With copyRotten the
-// quarantine gets a copy (datas are borrowed buffers).
-func (s *Store) checkMany(ctx context.Context, cs []cid.Cid, datas [][]byte, copyRotten bool) {
+// one is quarantined and its entry set to nil. Entries marked in verified
+// (nil: none) were hashed already (read through a reference) and are
+// left alone. With copyRotten the quarantine gets a copy (datas are
+// borrowed buffers).
+func (s *Store) checkMany(ctx context.Context, cs []cid.Cid, datas [][]byte, verified []bool, copyRotten bool) {
 	if !s.cfg.HashOnRead {
 		return
 	}
@@ -70,7 +83,7 @@ func (s *Store) checkMany(ctx context.Context, cs []cid.Cid, datas [][]byte, cop
 	}
 	var check []int // indexes of SHA-256 blocks to hash together
 	for i, c := range cs {
-		if datas[i] == nil || s.trust.trusted(blockKey(c).String()) {
+		if datas[i] == nil || (verified != nil && verified[i]) || s.trust.trusted(blockKey(c).String()) {
 			continue
 		}
 		if h := c.Hash(); len(h) == 2+sha256.Size && h[0] == mh.SHA2_256 && h[1] == sha256.Size {
@@ -116,6 +129,7 @@ func (s *Store) ViewMany(ctx context.Context, cs []cid.Cid, fn func(i int, data 
 	}
 	defer s.ops.Done()
 	t := s.tieredBlocks()
+	r, stored := s.refsAndStored()
 	datas := make([][]byte, len(cs))
 	var held []*[]byte
 	defer func() {
@@ -123,6 +137,7 @@ func (s *Store) ViewMany(ctx context.Context, cs []cid.Cid, fn func(i int, data 
 			viewBufs.Put(b)
 		}
 	}()
+	var lacking []int
 	for i, c := range cs {
 		if !c.Defined() {
 			continue
@@ -143,8 +158,9 @@ func (s *Store) ViewMany(ctx context.Context, cs []cid.Cid, fn func(i int, data 
 			}
 			viewBufs.Put(b)
 		}
-		data, err := s.blocks.Get(ctx, blockKey(c))
+		data, err := stored.Get(ctx, blockKey(c))
 		if errors.Is(err, ds.ErrNotFound) {
+			lacking = append(lacking, i)
 			continue
 		}
 		if err != nil {
@@ -152,13 +168,33 @@ func (s *Store) ViewMany(ctx context.Context, cs []cid.Cid, fn func(i int, data 
 		}
 		datas[i] = data
 	}
-	s.checkMany(ctx, cs, datas, true)
+	fromRef, err := r.readMany(ctx, cs, lacking, datas, func(n int) []byte {
+		if n >= viewBuf {
+			return make([]byte, n)
+		}
+		b := viewBufs.Get().(*[]byte)
+		held = append(held, b)
+		return (*b)[:n]
+	})
+	if err != nil {
+		return err
+	}
+	s.checkMany(ctx, cs, datas, fromRef, true)
 	for i := range cs {
 		if err := fn(i, datas[i]); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// refsAndStored returns the store's references (nil if not enabled) and
+// the datastore of its stored blocks alone.
+func (s *Store) refsAndStored() (*refBlocks, ds.Batching) {
+	if r, ok := s.blocks.(*refBlocks); ok {
+		return r, r.Batching
+	}
+	return nil, s.blocks
 }
 
 // tieredBlocks returns the tiered datastore under the store's blocks, or

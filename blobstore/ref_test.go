@@ -3,12 +3,14 @@ package blobstore
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
 	ipld "github.com/ipfs/go-ipld-format"
 )
@@ -146,4 +148,149 @@ func FuzzRefRecord(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestRefsMany checks GetMany and ViewMany over blocks referenced in place,
+// mixed with stored ones: read and verified together, and a block whose
+// file was modified under its reference is never served as the old CID.
+// It is missing (its stale place dropped and reported) unless another
+// place still holds it.
+func TestRefsMany(t *testing.T) {
+	const n = 20 // more than one group of 16
+	read := map[string]func(s *Store, cs []cid.Cid) ([][]byte, error){
+		"GetMany": func(s *Store, cs []cid.Cid) ([][]byte, error) {
+			bs, err := s.GetMany(context.Background(), cs)
+			out := make([][]byte, len(bs))
+			for i, b := range bs {
+				if b != nil {
+					out[i] = b.RawData()
+				}
+			}
+			return out, err
+		},
+		"ViewMany": func(s *Store, cs []cid.Cid) ([][]byte, error) {
+			out := make([][]byte, len(cs))
+			err := s.ViewMany(context.Background(), cs, func(i int, data []byte) error {
+				if data != nil {
+					out[i] = append([]byte{}, data...)
+				}
+				return nil
+			})
+			return out, err
+		},
+	}
+	for name, fn := range read {
+		for _, hashOnRead := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/HashOnRead=%v", name, hashOnRead), func(t *testing.T) {
+				ctx := context.Background()
+				s := mustOpen(t, Config{Dir: t.TempDir(), HashOnRead: hashOnRead, NoSync: true})
+				dir := t.TempDir()
+				file, other := filepath.Join(dir, "f"), filepath.Join(dir, "g")
+				var whole []byte
+				var cs []cid.Cid
+				var want [][]byte
+				var refs []Ref
+				for i := range n {
+					size := 64<<10 + i*4099 // unaligned, different sizes
+					if i == 3 {
+						size = 0 // an empty block is a valid leaf
+					}
+					d := randBytes(uint64(900+i), size)
+					c := mustSum(cid.Raw, d)
+					refs = append(refs, Ref{Cid: c, Path: file, Offset: int64(len(whole)), Size: size})
+					whole = append(whole, d...)
+					cs = append(cs, c)
+					want = append(want, d)
+				}
+				if err := os.WriteFile(file, whole, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				const (
+					stored    = 1  // also a stored copy
+					edited    = 5  // changed in the file: missing
+					elsewhere = 9  // changed in the file, intact in another file
+					cut       = 19 // the file is truncated into it
+				)
+				// The other file's place first, so the edited file's
+				// (newer) place is the one read first.
+				if err := os.WriteFile(other, want[elsewhere], 0o644); err != nil {
+					t.Fatal(err)
+				}
+				if err := s.AddRefs(ctx, []Ref{{Cid: cs[elsewhere], Path: other, Size: len(want[elsewhere])}}); err != nil {
+					t.Fatal(err)
+				}
+				if err := s.PutRefs(ctx, refs); err != nil {
+					t.Fatal(err)
+				}
+				b, _ := blocks.NewBlockWithCid(want[stored], cs[stored])
+				if err := s.Put(ctx, b); err != nil {
+					t.Fatal(err)
+				}
+				var mu sync.Mutex
+				stale := map[string]int{}
+				stop := s.WatchStaleRefs(func(p string) { mu.Lock(); stale[p]++; mu.Unlock() })
+				defer stop()
+
+				// All intact: every block served, none stale.
+				got, err := fn(s, cs)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for i := range cs {
+					if !bytes.Equal(got[i], want[i]) || got[i] == nil {
+						t.Fatalf("intact block %d: %d bytes, want %d", i, len(got[i]), len(want[i]))
+					}
+				}
+				// Edit the file under two blocks (same size: only the
+				// hash can tell) and cut it short in the last one.
+				fd, err := os.OpenFile(file, os.O_WRONLY, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, i := range []int{edited, elsewhere} {
+					if _, err := fd.WriteAt([]byte("edited"), refs[i].Offset+100); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if err := fd.Truncate(refs[cut].Offset + 10); err != nil {
+					t.Fatal(err)
+				}
+				fd.Close()
+				for round := range 2 {
+					got, err := fn(s, cs)
+					if err != nil {
+						t.Fatal(err)
+					}
+					for i := range cs {
+						switch i {
+						case edited, cut:
+							if got[i] != nil {
+								t.Errorf("round %d: block %d of a modified file served (%d bytes)", round, i, len(got[i]))
+							}
+						default:
+							if got[i] == nil || !bytes.Equal(got[i], want[i]) {
+								t.Errorf("round %d: block %d: %d bytes, want %d", round, i, len(got[i]), len(want[i]))
+							}
+						}
+					}
+				}
+				mu.Lock()
+				if diff := cmp.Diff(map[string]int{file: 3}, stale); diff != "" {
+					t.Errorf("stale reports (-want +got):\n%s", diff)
+				}
+				mu.Unlock()
+				for _, tc := range []struct {
+					i    int
+					want bool
+				}{{edited, false}, {cut, false}, {elsewhere, true}, {0, true}} {
+					if ok, _ := s.HasRef(ctx, cs[tc.i]); ok != tc.want {
+						t.Errorf("HasRef(block %d) = %v, want %v", tc.i, ok, tc.want)
+					}
+				}
+				if q, err := s.Quarantined(ctx); err != nil || len(q) != 0 {
+					t.Errorf("quarantined %v, %v: a stale reference is not rot in the store", q, err)
+				}
+			})
+		}
+	}
 }
