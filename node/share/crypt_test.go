@@ -215,3 +215,61 @@ func TestUnsealRefuses(t *testing.T) {
 		t.Errorf("ParseKey of garbage: %v", err)
 	}
 }
+
+// TestUnsealLargeFile: a file of several 8 MiB chunks and an unaligned
+// tail comes out whole; a stream that fails after chunks were written
+// (tampered or cut near the end) leaves nothing beside the output.
+func TestUnsealLargeFile(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "in.bin")
+	data := randBytes(2*unsealChunk+5<<20+12345, 9)
+	if err := os.WriteFile(src, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	k, _ := NewKey()
+	var ct bytes.Buffer
+	if _, _, err := Seal(&ct, src, k); err != nil {
+		t.Fatal(err)
+	}
+	tampered := bytes.Clone(ct.Bytes())
+	tampered[len(tampered)-1000] ^= 1
+	for i, tt := range []struct {
+		name string
+		ct   []byte
+		ok   bool
+	}{
+		{"whole", ct.Bytes(), true},
+		{"tampered near the end", tampered, false},
+		{"cut after two chunks", ct.Bytes()[:ct.Len()-4<<20], false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			sub := filepath.Join(dir, "case", string(rune('a'+i)))
+			if err := os.MkdirAll(sub, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			dst := filepath.Join(sub, "out")
+			n, err := Unseal(bytes.NewReader(tt.ct), k, dst)
+			if !tt.ok {
+				if err == nil {
+					t.Fatal("Unseal succeeded")
+				}
+				if ents, _ := os.ReadDir(sub); len(ents) != 0 {
+					t.Errorf("left behind %v", ents)
+				}
+				return
+			}
+			if err != nil || n != int64(len(data)) {
+				t.Fatalf("Unseal = %d, %v; want %d", n, err, len(data))
+			}
+			if b, err := os.ReadFile(dst); err != nil || !bytes.Equal(b, data) {
+				t.Fatalf("output differs (err %v)", err)
+			}
+			if ents, _ := os.ReadDir(sub); len(ents) != 1 {
+				t.Errorf("beside the output: %v", ents)
+			}
+			if _, err := Unseal(bytes.NewReader(tt.ct), k, dst); !errors.Is(err, fs.ErrExist) {
+				t.Errorf("Unseal over an existing file = %v, want ErrExist", err)
+			}
+		})
+	}
+}
