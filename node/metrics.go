@@ -38,6 +38,7 @@ type metrics struct {
 	members, membersConnected, rosterVersion                    *prometheus.Desc
 	folderState, folderNeedFiles, folderNeedBytes, folderFiles  *prometheus.Desc
 	folderBytes, folderLastScan, folderPeersBehind              *prometheus.Desc
+	folderStreamed                                              *prometheus.Desc
 	peerBytes, conns, relayCircuits, relayReservations          *prometheus.Desc
 	serverRole, serverMirrors, serverReplicas                   *prometheus.Desc
 }
@@ -71,6 +72,7 @@ func newMetrics(n *Node) *metrics {
 		folderFiles:       prometheus.NewDesc("pcnode_folder_files", "Files in the folder on this device.", []string{"folder"}, nil),
 		folderBytes:       prometheus.NewDesc("pcnode_folder_bytes", "Bytes of the folder's files on this device.", []string{"folder"}, nil),
 		folderLastScan:    prometheus.NewDesc("pcnode_folder_last_scan_timestamp_seconds", "When the folder was last scanned (Unix time).", []string{"folder"}, nil),
+		folderStreamed:    prometheus.NewDesc("pcnode_folder_streamed_bytes_total", "Block bytes the folder received over the members' DAG stream since it started (files of several blocks and single-block files alike; what bitswap brought is in pcnode_peer_block_bytes_total).", []string{"folder"}, nil),
 		folderPeersBehind: prometheus.NewDesc("pcnode_folder_devices_disconnected", "Devices that share the folder and are not connected now (their changes wait).", []string{"folder"}, nil),
 		peerBytes:         prometheus.NewDesc("pcnode_peer_block_bytes_total", "Block bytes exchanged by bitswap with each member device, by direction (sent, received) and the path of the connection at scrape time (direct, relayed, none).", []string{"peer", "name", "direction", "path"}, nil),
 		conns:             prometheus.NewDesc("pcnode_p2p_connections", "Open libp2p connections by path: direct, or relayed through a circuit relay.", []string{"path"}, nil),
@@ -110,7 +112,7 @@ type nodeCollector metrics
 
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.blocks, c.bytes, c.pins, c.disk, c.peers, c.trafficIn, c.trafficOut, c.up, c.members, c.membersConnected, c.rosterVersion,
-		c.folderState, c.folderNeedFiles, c.folderNeedBytes, c.folderFiles, c.folderBytes, c.folderLastScan, c.folderPeersBehind,
+		c.folderState, c.folderNeedFiles, c.folderNeedBytes, c.folderFiles, c.folderBytes, c.folderLastScan, c.folderPeersBehind, c.folderStreamed,
 		c.peerBytes, c.conns, c.relayCircuits, c.relayReservations, c.serverRole, c.serverMirrors, c.serverReplicas} {
 		ch <- d
 	}
@@ -201,9 +203,11 @@ func (c *nodeCollector) collectFolders(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.folderBytes, prometheus.GaugeValue, float64(fi.Bytes), fc.ID)
 		ch <- prometheus.MustNewConstMetric(c.folderPeersBehind, prometheus.GaugeValue, float64(fi.Devices-fi.Connected), fc.ID)
 		if f := n.folders.running[fc.ID]; f != nil {
-			if st := f.Status(); !st.LastScan.IsZero() {
+			st := f.Status()
+			if !st.LastScan.IsZero() {
 				ch <- prometheus.MustNewConstMetric(c.folderLastScan, prometheus.GaugeValue, float64(st.LastScan.UnixNano())/1e9, fc.ID)
 			}
+			ch <- prometheus.MustNewConstMetric(c.folderStreamed, prometheus.CounterValue, float64(st.StreamedBytes), fc.ID)
 		}
 	}
 }
