@@ -3,7 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
+	"io/fs"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -13,6 +18,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/pcnode/pcnode/node/api"
 )
 
 func TestSummarize(t *testing.T) {
@@ -470,7 +477,11 @@ func TestTreeDigest(t *testing.T) {
 // fakePcnode is a shell script that answers the commands the bench uses
 // the way pcnode does, keeping "blocks" in a directory shared by every
 // home ($FAKE_STORE): enough to drive the whole bench without the real
-// binary. With FAKE_FAIL=cmd, that command fails.
+// binary. With FAKE_FAIL=cmd, that command fails. Its daemon writes the
+// home's api file (the URL of fakeAPI, in $FAKE_API) and api.token (the
+// home's path in hex, which is how fakeAPI tells the homes apart), as
+// the real daemon does; each folder a home adds or joins is listed in
+// home/folders ("id path"), which fakeAPI reports.
 const fakePcnode = `#!/bin/sh
 set -e
 [ "$1" = --home ] || { echo "want --home" >&2; exit 2; }
@@ -482,9 +493,10 @@ config) echo "$3 = $4" >> "$home/config.toml" ;;
 daemon)
 	sleep 300 &
 	echo $! > "$home/child"
-	echo "http://127.0.0.1:1" > "$home/api.tmp"; mv "$home/api.tmp" "$home/api"
+	(umask 077; printf %s "$home" | od -An -v -tx1 | tr -d ' \n' > "$home/api.token")
+	echo "$FAKE_API" > "$home/api.tmp"; mv "$home/api.tmp" "$home/api"
 	exec sleep 300 ;;
-status) echo '{"id":"fake","addrs":["/ip4/127.0.0.1/udp/9/quic-v1/p2p/fake","/ip4/127.0.0.1/tcp/9/p2p/fake"],"api":"http://127.0.0.1:1"}' ;;
+status) echo "{\"id\":\"fake\",\"addrs\":[\"/ip4/127.0.0.1/udp/9/quic-v1/p2p/fake\",\"/ip4/127.0.0.1/tcp/9/p2p/fake\"],\"api\":\"$(cat "$home/api" 2>/dev/null)\"}" ;;
 add)
 	[ -f "$home/api" ] || { echo "no daemon" >&2; exit 1; }
 	c=bafyfake$(date +%s%N)$$
@@ -520,8 +532,11 @@ folder)
 		id=f$(date +%s%N)
 		echo "{\"id\":\"$id\",\"state\":\"idle\",\"files\":$(find "$p" -type f | wc -l),\"bytes\":$(find "$p" -type f -printf '%s\n' | awk '{s+=$1} END {print s+0}')}" >> "$list"
 		echo "$id $p" >> "$list.paths"
+		echo "$id $p" >> "$home/folders"
 		echo "{\"id\":\"$id\"}" ;;
-	join) cp -R "$(grep "^$3 " "$list.paths" | cut -d' ' -f2)" "$4" ;;
+	join)
+		cp -R "$(grep "^$3 " "$list.paths" | cut -d' ' -f2)" "$4"
+		echo "$3 $4" >> "$home/folders" ;;
 	ls) printf '{"folders":[%s]}\n' "$(paste -sd, "$list" 2>/dev/null)" ;;
 	esac ;;
 *) echo "unknown $1" >&2; exit 2 ;;
@@ -535,7 +550,80 @@ func writeFake(t *testing.T) string {
 		t.Fatal(err)
 	}
 	t.Setenv("FAKE_STORE", t.TempDir())
+	srv := httptest.NewServer(fakeAPI{})
+	t.Cleanup(srv.Close)
+	t.Setenv("FAKE_API", srv.URL)
 	return bin
+}
+
+// fakeAPI answers the part of the daemon's HTTP API the bench uses for the
+// fake daemons of every home: GET /health, and GET /api/v1/folders with
+// the bearer token of a home whose daemon wrote it, listing that home's
+// folders (home/folders) with the files, directories and bytes on disk
+// under each folder's path now, as the real daemon reports its index.
+type fakeAPI struct{}
+
+func (fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	reply := func(code int, v any) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(code)
+		json.NewEncoder(w).Encode(v)
+	}
+	if r.Method != http.MethodGet {
+		reply(http.StatusMethodNotAllowed, api.Error{Error: "method not allowed"})
+		return
+	}
+	switch r.URL.Path {
+	case "/health":
+		reply(http.StatusOK, api.Health{OK: true})
+		return
+	case "/api/v1/folders":
+	default:
+		reply(http.StatusNotFound, api.Error{Error: "no such endpoint in the fake: " + r.URL.Path})
+		return
+	}
+	tok, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	home, err := hex.DecodeString(tok)
+	want, err2 := os.ReadFile(filepath.Join(string(home), api.TokenFile))
+	if tok == "" || err != nil || err2 != nil || strings.TrimSpace(string(want)) != tok {
+		reply(http.StatusUnauthorized, api.Error{Error: "missing or wrong API token"})
+		return
+	}
+	list, err := os.ReadFile(filepath.Join(string(home), "folders"))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		reply(http.StatusInternalServerError, api.Error{Error: err.Error()})
+		return
+	}
+	out := []api.FolderInfo{}
+	for _, line := range strings.Split(strings.TrimSpace(string(list)), "\n") {
+		id, path, ok := strings.Cut(line, " ")
+		if !ok {
+			continue
+		}
+		f := api.FolderInfo{ID: id, Path: path, State: "idle", Devices: 1, Connected: 1}
+		err := filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
+			switch {
+			case err != nil:
+				return err
+			case p == path:
+			case d.IsDir():
+				f.Dirs++
+			case d.Type().IsRegular():
+				info, err := d.Info()
+				if err != nil {
+					return err
+				}
+				f.Files++
+				f.Bytes += info.Size()
+			}
+			return nil
+		})
+		if err != nil {
+			f.State, f.Error = "error", err.Error()
+		}
+		out = append(out, f)
+	}
+	reply(http.StatusOK, out)
 }
 
 // gone reports whether process pid has exited (a zombie counts as gone).
@@ -657,6 +745,10 @@ func TestRunWithFake(t *testing.T) {
 				"| idle daemon RSS (10ms after start) |", "Reduced run", "| runs per figure | 2 ",
 				"| pcnode built from | the binary given with -bin |",
 				"| idle home server, 3 devices, 5 folders of 30 files, just synced: RSS |", "| idle home server, 3 devices, 5 folders of 30 files, restarted: CPU |",
+				"| folder of 30 × 4 KiB files: from the scan on A to identical on B |",
+				"| folder with a 1 MiB file: from the scan on A to identical on B |",
+				"| folder of 300 entries (empty files): from the join on B to every entry on B |",
+				"| folder of 300 entries: B's daemon peak RSS during that sync |",
 			} {
 				if !strings.Contains(string(md), want) {
 					t.Errorf("report lacks %q:\n%s", want, md)
@@ -670,6 +762,52 @@ func TestRunWithFake(t *testing.T) {
 				t.Errorf("temporary directory left behind: %v", ents)
 			}
 		})
+	}
+}
+
+// TestFakeAPI: the fake daemons' API answers a home's folders only to
+// that home's token, with what is on disk under each folder's path.
+func TestFakeAPI(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	pc := &pcnode{bin: writeFake(t)}
+	defer pc.stopAll()
+	home := filepath.Join(t.TempDir(), "h")
+	if err := pc.initHome(ctx, home); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pc.startDaemon(ctx, home); err != nil {
+		t.Fatal(err)
+	}
+	c, err := api.DialHome(home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fs, err := c.Folders(ctx); err != nil || len(fs) != 0 {
+		t.Fatalf("folders of a new home = %+v, %v; want none", fs, err)
+	}
+	root := filepath.Join(t.TempDir(), "f")
+	n, err := writeRandomTree(root, 7, 100, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pc.run(ctx, home, "folder", "add", "--json", root); err != nil {
+		t.Fatal(err)
+	}
+	fs, err := c.Folders(ctx)
+	if err != nil || len(fs) != 1 || fs[0].Files != 7 || fs[0].Bytes != n || fs[0].Path != root || fs[0].State != "idle" {
+		t.Fatalf("folders = %+v, %v; want one of 7 files, %d bytes at %s", fs, err, n, root)
+	}
+	if err := os.WriteFile(filepath.Join(root, "more"), []byte("abc"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if fs, _ := c.Folders(ctx); len(fs) != 1 || fs[0].Files != 8 || fs[0].Bytes != n+3 {
+		t.Errorf("after a new file: %+v, want 8 files, %d bytes", fs, n+3)
+	}
+	for _, tok := range []string{"", "00", hex.EncodeToString([]byte(home + "x"))} {
+		if _, err := api.NewClient(c.BaseURL(), tok, nil).Folders(ctx); err == nil {
+			t.Errorf("folders with token %q: no error", tok)
+		}
 	}
 }
 
