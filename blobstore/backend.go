@@ -48,6 +48,9 @@ const (
 	// from the kernel's page cache; the idle home server's cache was
 	// empty after its sync with 64 MiB allowed.
 	pebbleCache = 8 << 20
+	// pebbleStopWrites is how many memtables may wait for their flush
+	// before pebble stalls writes (spaceReserve covers their flushes).
+	pebbleStopWrites = 4
 )
 
 // pebbleOptions are tuned for blocks of up to a few MiB written in large
@@ -61,7 +64,7 @@ func (s *Store) pebbleOptions() *pebble.Options {
 		},
 		MemTableSize: pebbleMemTable,
 		// Writes stall once this many memtables wait for their flush.
-		MemTableStopWritesThreshold: 4,
+		MemTableStopWritesThreshold: pebbleStopWrites,
 		// Compact L0 at 8 sublevels (8 flushed memtables of random keys, 64
 		// MiB: as much as one memtable held before). With 4, writing
 		// 40 MiB of 4 KiB blocks in PutMany calls of 64 cost 15 CPU
@@ -101,7 +104,11 @@ func (s *Store) openBackend() error {
 		return err
 	}
 	s.closers = append(s.closers, pdb.Close)
-	s.meta = pdb
+	// Every write passes the free-space guard (diskfull.go): pebble's
+	// values count twice (WAL, then a table).
+	g := newSpaceGuard(s.cfg.Dir, spaceReserve, s.noteWrite)
+	inPebble := func(d ds.Batching) ds.Batching { return &guarded{Batching: d, g: g, weight: 2} }
+	s.meta = inPebble(pdb)
 	s.syncMeta = func(ctx context.Context) error { return pdb.Sync(ctx, ds.Key{}) }
 	openFlatfs := func() (ds.Batching, error) {
 		// flatfs fsyncs each file (and its directory) itself when sync
@@ -111,7 +118,9 @@ func (s *Store) openBackend() error {
 			return nil, err
 		}
 		s.closers = append(s.closers, fdb.Close)
-		return flatfsCleaning{fdb}, nil
+		// flatfs writes a batch's files at Put: the guard is asked
+		// there, and a refused Put discards the batch's files.
+		return flatfsCleaning{&guarded{Batching: fdb, g: g, weight: 1, putFirst: true}}, nil
 	}
 	switch s.cfg.Backend {
 	case "", BackendTiered:
@@ -119,10 +128,10 @@ func (s *Store) openBackend() error {
 		if err != nil {
 			return err
 		}
-		s.blocks = &tiered{small: namespace.Wrap(pdb, blocksPrefix), big: fdb}
+		s.blocks = &tiered{small: inPebble(namespace.Wrap(pdb, blocksPrefix)), big: fdb}
 		s.syncBlocks = s.syncMeta
 	case BackendPebble:
-		s.blocks = namespace.Wrap(pdb, blocksPrefix)
+		s.blocks = inPebble(namespace.Wrap(pdb, blocksPrefix))
 		s.syncBlocks = s.syncMeta
 	case BackendFlatfs:
 		fdb, err := openFlatfs()
@@ -178,7 +187,11 @@ type EngineMemory struct {
 // pebbleFullBackoff while a flush fails for want of space). Safe for
 // concurrent use.
 func (s *Store) EngineMemory() EngineMemory {
-	pdb, ok := s.meta.(*pebbleds.Datastore)
+	meta := s.meta
+	if g, ok := meta.(*guarded); ok {
+		meta = g.Batching
+	}
+	pdb, ok := meta.(*pebbleds.Datastore)
 	if !ok || s.begin() != nil {
 		return EngineMemory{}
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	ds "github.com/ipfs/go-datastore"
+	"golang.org/x/sys/unix"
 )
 
 // ErrDiskFull marks an operation that failed because the filesystem
@@ -171,4 +172,181 @@ func (b *cleaningBatch) Delete(ctx context.Context, k ds.Key) error {
 
 func (b *cleaningBatch) Commit(ctx context.Context) error {
 	return b.do(ctx, func() error { return b.Batch.Commit(ctx) })
+}
+
+// The free-space reserve. Pebble cannot fail a write cleanly when the
+// disk is full: a write to its WAL that fails is fatal to it (DB.Apply
+// calls Logger.Fatalf on a commit error, and rotateWAL panics when it
+// cannot close the old WAL or create the new one; pebble v2.1.7 db.go),
+// and a memtable whose flush cannot be written stays queued, so that once
+// MemTableStopWritesThreshold of them wait every write blocks, without an
+// error and regardless of its context (TestDiskFullSmallBlocks reproduces
+// that). The store therefore refuses a write with ErrDiskFull while less
+// than spaceReserve is free on its filesystem, and takes writes again as
+// soon as more is free: the reserve keeps room for what pebble writes
+// later for data it already holds.
+//
+// spaceReserve is the next WAL file's preallocation (1.1 × the memtable),
+// the flush of every memtable that may wait (each becomes a table of up
+// to its size), and a margin for pebble's manifest, a flatfs directory or
+// two, and other writers on the same filesystem between two looks.
+const spaceReserve = pebbleMemTable*11/10 + pebbleStopWrites*pebbleMemTable + 8<<20
+
+// deleteReserve is the free space a delete needs: a pebble tombstone is a
+// small WAL record, and deletes are how space comes back (GC), so they go
+// on down to this.
+const deleteReserve = 1 << 20
+
+// How often the guard asks the filesystem (statfs, about a microsecond):
+// at least every spaceCheckEvery, and before the writes it admitted since
+// the last look add up to spaceCheckBytes; always before refusing.
+const (
+	spaceCheckEvery = 100 * time.Millisecond
+	spaceCheckBytes = 4 << 20
+)
+
+// spaceGuard admits writes while the filesystem of dir keeps reserve
+// free. Safe for concurrent use.
+type spaceGuard struct {
+	dir     string
+	reserve int64
+	statfs  func(dir string) (int64, error) // free bytes for an unprivileged writer
+	onFull  func(error)                     // a write was refused
+
+	mu      sync.Mutex
+	free    int64     // at the last look, less what was admitted since
+	at      time.Time // of the last look
+	claimed int64     // admitted since the last look
+}
+
+func newSpaceGuard(dir string, reserve int64, onFull func(error)) *spaceGuard {
+	return &spaceGuard{dir: dir, reserve: reserve, statfs: statfsFree, onFull: onFull}
+}
+
+func statfsFree(dir string) (int64, error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return 0, err
+	}
+	return int64(st.Bavail) * int64(st.Bsize), nil
+}
+
+// errReserve is why a write was refused: it unwraps to ENOSPC, so that
+// whatever treats a full disk (DiskFull, noteWrite) treats it alike.
+type errReserve struct{ free, reserve int64 }
+
+func (e *errReserve) Error() string {
+	return fmt.Sprintf("only %.1f MiB free, and the store keeps %.1f MiB free so that its database is never cut off in the middle of a write; free space on that disk (or move the home to a larger one): writes resume by themselves",
+		float64(max(e.free, 0))/(1<<20), float64(e.reserve)/(1<<20))
+}
+
+func (e *errReserve) Unwrap() error { return syscall.ENOSPC }
+
+// admit claims n bytes for a write, refusing with a disk-full error when
+// that would leave less than floor free. A failed statfs admits the write
+// (the write itself then reports what is wrong).
+func (g *spaceGuard) admit(n, floor int64) error {
+	g.mu.Lock()
+	now := time.Now()
+	if now.Sub(g.at) >= spaceCheckEvery || g.claimed+n >= spaceCheckBytes || g.free-n < floor {
+		free, err := g.statfs(g.dir)
+		if err != nil {
+			g.mu.Unlock()
+			return nil
+		}
+		g.free, g.at, g.claimed = free, now, 0
+	}
+	if g.free-n < floor {
+		free := g.free
+		g.mu.Unlock()
+		err := &diskFullError{dir: g.dir, err: &errReserve{free: free, reserve: floor}}
+		if g.onFull != nil {
+			g.onFull(err)
+		}
+		return err
+	}
+	g.free -= n
+	g.claimed += n
+	g.mu.Unlock()
+	return nil
+}
+
+// guarded is a datastore whose writes pass g first: a Put claims its
+// size times weight (pebble writes a value twice: WAL, then a table),
+// a Delete needs deleteReserve. A batch claims at Commit what its Puts
+// add up to, so that a refused batch has written nothing (flatfs'
+// batches, which write at Put, are guarded with putFirst).
+type guarded struct {
+	ds.Batching
+	g        *spaceGuard
+	weight   int64
+	putFirst bool
+}
+
+func (d *guarded) Put(ctx context.Context, k ds.Key, v []byte) error {
+	if err := d.g.admit(d.weight*int64(len(k.String())+len(v)), d.g.reserve); err != nil {
+		return err
+	}
+	return d.Batching.Put(ctx, k, v)
+}
+
+func (d *guarded) Delete(ctx context.Context, k ds.Key) error {
+	if err := d.g.admit(0, deleteReserve); err != nil {
+		return err
+	}
+	return d.Batching.Delete(ctx, k)
+}
+
+func (d *guarded) Batch(ctx context.Context) (ds.Batch, error) {
+	b, err := d.Batching.Batch(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &guardedBatch{Batch: b, d: d}, nil
+}
+
+type guardedBatch struct {
+	ds.Batch
+	d       *guarded
+	bytes   int64
+	deletes bool
+}
+
+func (b *guardedBatch) Put(ctx context.Context, k ds.Key, v []byte) error {
+	n := b.d.weight * int64(len(k.String())+len(v))
+	if b.d.putFirst {
+		if err := b.d.g.admit(n, b.d.g.reserve); err != nil {
+			return err
+		}
+	} else {
+		b.bytes += n
+	}
+	return b.Batch.Put(ctx, k, v)
+}
+
+func (b *guardedBatch) Delete(ctx context.Context, k ds.Key) error {
+	b.deletes = true
+	return b.Batch.Delete(ctx, k)
+}
+
+func (b *guardedBatch) Commit(ctx context.Context) error {
+	switch {
+	case b.bytes > 0:
+		if err := b.d.g.admit(b.bytes, b.d.g.reserve); err != nil {
+			return err
+		}
+	case b.deletes:
+		if err := b.d.g.admit(0, deleteReserve); err != nil {
+			return err
+		}
+	}
+	return b.Batch.Commit(ctx)
+}
+
+// Discard passes on to flatfs' batch (see cleaningBatch).
+func (b *guardedBatch) Discard(ctx context.Context) error {
+	if d, ok := b.Batch.(discarder); ok {
+		return d.Discard(ctx)
+	}
+	return nil
 }

@@ -7,8 +7,11 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -191,4 +194,195 @@ func TestPebbleErrorFunc(t *testing.T) {
 	if d := time.Since(t0); d < backoff {
 		t.Errorf("a flush that failed for want of space was retried after %v, want at least %v", d, backoff)
 	}
+}
+
+// smallFS mounts a tmpfs of sizeMiB at a new directory, unmounted in
+// cleanup. It needs root: in CI (CI set) it fails without, elsewhere it
+// skips.
+func smallFS(t *testing.T, sizeMiB int) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") != "" {
+			t.Fatal("the disk-full test needs root to mount a tmpfs, and CI runs as root: is it?")
+		}
+		t.Skip("needs root to mount a small tmpfs")
+	}
+	dir := t.TempDir()
+	out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+strconv.Itoa(sizeMiB)+"m", "tmpfs", dir).CombinedOutput()
+	if err != nil {
+		t.Fatalf("mount tmpfs: %v: %s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v: %s", dir, err, out)
+		}
+	})
+	return dir
+}
+
+func freeSpace(t *testing.T, dir string) int64 {
+	t.Helper()
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	return int64(st.Bavail) * st.Bsize
+}
+
+// fillTo writes a file that leaves about leave bytes free on dir's
+// filesystem and returns its path.
+func fillTo(t *testing.T, dir string, leave int64) string {
+	t.Helper()
+	path := filepath.Join(dir, "filler")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, 1<<20)
+	for freeSpace(t, dir) > leave+int64(len(buf)) {
+		if _, err := f.Write(buf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return path
+}
+
+// diskFullChild names the tmpfs a child process of
+// TestDiskFullSmallBlocks writes to.
+const diskFullChild = "PCNODE_TEST_DISKFULL_DIR"
+
+// TestDiskFullSmallBlocks fills a small filesystem with blocks under 128
+// KiB, which the tiered store keeps in pebble. Without a free-space
+// reserve pebble either panics (a WAL write that fails with ENOSPC is
+// fatal to it) or, once 4 memtables wait for a flush that cannot be
+// written, blocks every write without an error. The store must instead
+// refuse with ErrDiskFull, keep what it stored, and take writes again
+// once space returns. The writing runs in a child process, so that
+// pebble's panic fails this test rather than ending the test binary.
+func TestDiskFullSmallBlocks(t *testing.T) {
+	if dir := os.Getenv(diskFullChild); dir != "" {
+		diskFullSmallBlocks(t, dir)
+		return
+	}
+	if testing.Short() {
+		t.Skip("mounts a tmpfs; skipped with -short")
+	}
+	mnt := smallFS(t, 160)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestDiskFullSmallBlocks$", "-test.v")
+	cmd.Env = append(os.Environ(), diskFullChild+"="+mnt)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		tail := string(out)
+		if len(tail) > 6000 {
+			tail = "..." + tail[len(tail)-6000:]
+		}
+		t.Fatalf("the writer process failed (%v):\n%s", err, tail)
+	}
+	t.Logf("writer process:\n%s", out)
+}
+
+func diskFullSmallBlocks(t *testing.T, mnt string) {
+	dir := filepath.Join(mnt, "store")
+	s, err := Open(context.Background(), Config{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	// Leave room for some writes before the disk is full.
+	filler := fillTo(t, mnt, 72<<20)
+	t.Logf("%d MiB free before writing", freeSpace(t, mnt)>>20)
+
+	rng := rand.New(rand.NewPCG(1, 2))
+	newBlocks := func(n int) []blocks.Block {
+		bs := make([]blocks.Block, n)
+		for i := range bs {
+			b := make([]byte, 64<<10+rng.IntN(60<<10)) // < 128 KiB: pebble
+			for j := 0; j+8 <= len(b); j += 8 {
+				v := rng.Uint64()
+				copy(b[j:], []byte{byte(v), byte(v >> 8), byte(v >> 16), byte(v >> 24), byte(v >> 32), byte(v >> 40), byte(v >> 48), byte(v >> 56)})
+			}
+			bs[i] = blocks.NewBlock(b)
+		}
+		return bs
+	}
+	var stored []blocks.Block
+	var full error
+	for i := 0; i < 400 && full == nil; i++ { // at most 400 × 1.5 MiB
+		bs := newBlocks(16)
+		// A stalled write (pebble waiting for a flush that cannot be
+		// written) does not end with its context: this process ends.
+		done := make(chan error, 1)
+		go func() { done <- s.PutMany(context.Background(), bs) }()
+		var err error
+		select {
+		case err = <-done:
+		case <-time.After(30 * time.Second):
+			fmt.Printf("a write on a full disk stalled for 30 s without an error (%d MiB free, %d blocks stored)\n", freeSpace(t, mnt)>>20, len(stored))
+			os.Exit(3) // Close would wait for the stalled write
+		}
+		if err != nil {
+			full = err
+		} else {
+			stored = append(stored, bs...)
+		}
+	}
+	if !errors.Is(full, ErrDiskFull) {
+		t.Fatalf("writing until the disk is full: %v; want ErrDiskFull", full)
+	}
+	if !strings.Contains(full.Error(), "disk full: free space in "+dir) || !strings.Contains(full.Error(), "MiB free") {
+		t.Errorf("the error does not say where and how much is free: %v", full)
+	}
+	t.Logf("stored %d blocks, then: %v", len(stored), full)
+	if len(stored) == 0 {
+		t.Fatal("nothing was stored before the disk was full")
+	}
+	// Refused again while full, at once.
+	t0 := time.Now()
+	if err := s.Put(context.Background(), newBlocks(1)[0]); !errors.Is(err, ErrDiskFull) {
+		t.Errorf("a put on the full disk: %v, want ErrDiskFull", err)
+	}
+	if d := time.Since(t0); d > 5*time.Second {
+		t.Errorf("refusing a put took %v", d)
+	}
+	check := func(when string) {
+		t.Helper()
+		for _, b := range stored {
+			got, err := s.Get(context.Background(), b.Cid())
+			if err != nil || !bytes.Equal(got.RawData(), b.RawData()) {
+				t.Fatalf("%s: block %s: %v", when, b.Cid(), err)
+			}
+		}
+	}
+	check("on the full disk")
+
+	// Space returns: the same store takes writes again.
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	more := newBlocks(16)
+	if err := s.PutMany(context.Background(), more); err != nil {
+		t.Fatalf("a put after space returned (%d MiB free): %v", freeSpace(t, mnt)>>20, err)
+	}
+	stored = append(stored, more...)
+	check("after space returned")
+	res, err := s.Verify(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Corrupt) > 0 || res.Checked != len(stored) {
+		t.Errorf("verify: %d blocks checked, %d corrupt; want %d, 0", res.Checked, len(res.Corrupt), len(stored))
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Reopened, everything is there.
+	s, err = Open(context.Background(), Config{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	check("reopened")
 }
