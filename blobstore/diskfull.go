@@ -285,9 +285,26 @@ type guarded struct {
 
 func (d *guarded) Put(ctx context.Context, k ds.Key, v []byte) error {
 	if err := d.g.admit(d.weight*int64(len(k.String())+len(v)), d.g.reserve); err != nil {
+		if d.present(ctx, []ds.Key{k}) {
+			return nil
+		}
 		return err
 	}
 	return d.Batching.Put(ctx, k, v)
+}
+
+// present reports whether every key is stored already. A refused write
+// of values the store holds is skipped rather than failed: it would add
+// nothing (block values never change under their key), and callers that
+// store a block they may have (the node's empty blocks before every get)
+// keep working on a full disk.
+func (d *guarded) present(ctx context.Context, keys []ds.Key) bool {
+	for _, k := range keys {
+		if ok, err := d.Batching.Has(ctx, k); err != nil || !ok {
+			return false
+		}
+	}
+	return true
 }
 
 func (d *guarded) Delete(ctx context.Context, k ds.Key) error {
@@ -309,6 +326,7 @@ type guardedBatch struct {
 	ds.Batch
 	d       *guarded
 	bytes   int64
+	keys    []ds.Key // put, for present
 	deletes bool
 }
 
@@ -316,10 +334,14 @@ func (b *guardedBatch) Put(ctx context.Context, k ds.Key, v []byte) error {
 	n := b.d.weight * int64(len(k.String())+len(v))
 	if b.d.putFirst {
 		if err := b.d.g.admit(n, b.d.g.reserve); err != nil {
+			if b.d.present(ctx, []ds.Key{k}) {
+				return nil
+			}
 			return err
 		}
 	} else {
 		b.bytes += n
+		b.keys = append(b.keys, k)
 	}
 	return b.Batch.Put(ctx, k, v)
 }
@@ -333,6 +355,9 @@ func (b *guardedBatch) Commit(ctx context.Context) error {
 	switch {
 	case b.bytes > 0:
 		if err := b.d.g.admit(b.bytes, b.d.g.reserve); err != nil {
+			if !b.deletes && b.d.present(ctx, b.keys) {
+				return nil // nothing to add; the batch is dropped
+			}
 			return err
 		}
 	case b.deletes:

@@ -386,3 +386,112 @@ func diskFullSmallBlocks(t *testing.T, mnt string) {
 	defer s.Close()
 	check("reopened")
 }
+
+// TestSpaceGuard: the guard asks the filesystem rarely while there is
+// room, always before refusing, refuses below the reserve with a clear
+// error, and admits again once space returns.
+func TestSpaceGuard(t *testing.T) {
+	const mib = 1 << 20
+	var (
+		free  int64 = 100 * mib
+		calls int
+		fails int
+	)
+	g := newSpaceGuard("/home/x", 50*mib, func(err error) {
+		if !errors.Is(err, ErrDiskFull) || !errors.Is(err, syscall.ENOSPC) {
+			t.Errorf("onFull(%v)", err)
+		}
+		fails++
+	})
+	g.statfs = func(string) (int64, error) { calls++; return free, nil }
+
+	// Small writes far from the reserve: one look per spaceCheckBytes.
+	for range 100 {
+		if err := g.admit(64<<10, g.reserve); err != nil {
+			t.Fatal(err)
+		}
+		free -= 64 << 10
+	}
+	if want := 100*(64<<10)/spaceCheckBytes + 1; calls > want+1 {
+		t.Errorf("%d statfs calls for 100 writes of 64 KiB, want about %d", calls, want)
+	}
+	// Someone else fills the disk: the next look refuses.
+	free = 49 * mib
+	g.at = time.Time{}
+	err := g.admit(1, g.reserve)
+	if !errors.Is(err, ErrDiskFull) || !strings.Contains(err.Error(), "disk full: free space in /home/x: only 49.0 MiB free") ||
+		!strings.Contains(err.Error(), "resume") {
+		t.Fatalf("admit below the reserve: %v", err)
+	}
+	if fails != 1 {
+		t.Errorf("onFull called %d times, want 1", fails)
+	}
+	// A write that would cross the reserve is refused, a smaller one not.
+	free = 60 * mib
+	if err := g.admit(11*mib, g.reserve); err == nil {
+		t.Error("a write that crosses the reserve was admitted")
+	}
+	if err := g.admit(9*mib, g.reserve); err != nil {
+		t.Errorf("a write that fits: %v", err)
+	}
+	// Deletes go on below the reserve, down to deleteReserve.
+	free = 2 * mib
+	if err := g.admit(0, deleteReserve); err != nil {
+		t.Errorf("a delete with 2 MiB free: %v", err)
+	}
+	free = deleteReserve / 2
+	g.at = time.Time{} // the next look
+	if err := g.admit(0, deleteReserve); err == nil {
+		t.Error("a delete with no room for its WAL record was admitted")
+	}
+	// Space returns: admitted at once, without waiting for a period.
+	free = 80 * mib
+	if err := g.admit(mib, g.reserve); err != nil {
+		t.Errorf("after space returned: %v", err)
+	}
+	// A failed statfs does not stop writes.
+	g.statfs = func(string) (int64, error) { return 0, syscall.EIO }
+	g.at = time.Time{}
+	if err := g.admit(mib, g.reserve); err != nil {
+		t.Errorf("with statfs failing: %v", err)
+	}
+}
+
+// TestGuardedPresent: on a full disk, a write of what is stored already is
+// skipped, not failed; anything new is refused, in a batch or alone.
+func TestGuardedPresent(t *testing.T) {
+	ctx := context.Background()
+	free := int64(1 << 30)
+	g := newSpaceGuard("x", 1<<20, nil)
+	g.statfs = func(string) (int64, error) { return free, nil }
+	for _, putFirst := range []bool{false, true} {
+		d := &guarded{Batching: ds.NewMapDatastore(), g: g, weight: 1, putFirst: putFirst}
+		old, new := ds.NewKey("old"), ds.NewKey("new")
+		free = 1 << 30
+		g.at = time.Time{}
+		if err := d.Put(ctx, old, []byte("v")); err != nil {
+			t.Fatal(err)
+		}
+		free = 1 << 10
+		g.at = time.Time{}
+		if err := d.Put(ctx, old, []byte("v")); err != nil {
+			t.Errorf("putFirst %v: a put of a stored key on a full disk: %v", putFirst, err)
+		}
+		if err := d.Put(ctx, new, []byte("v")); !errors.Is(err, ErrDiskFull) {
+			t.Errorf("putFirst %v: a new put on a full disk: %v", putFirst, err)
+		}
+		b, _ := d.Batch(ctx)
+		err := errors.Join(b.Put(ctx, old, []byte("v")), b.Commit(ctx))
+		if err != nil {
+			t.Errorf("putFirst %v: a batch of stored keys: %v", putFirst, err)
+		}
+		b, _ = d.Batch(ctx)
+		err = errors.Join(b.Put(ctx, old, []byte("v")), b.Put(ctx, new, []byte("v")), b.Commit(ctx))
+		if !errors.Is(err, ErrDiskFull) {
+			t.Errorf("putFirst %v: a batch with a new key: %v", putFirst, err)
+		}
+		if ok, _ := d.Has(ctx, new); ok {
+			t.Errorf("putFirst %v: the refused key was stored", putFirst)
+		}
+	}
+}
