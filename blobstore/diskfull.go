@@ -190,7 +190,21 @@ func (b *cleaningBatch) Commit(ctx context.Context) error {
 // the flush of every memtable that may wait (each becomes a table of up
 // to its size), and a margin for pebble's manifest, a flatfs directory or
 // two, and other writers on the same filesystem between two looks.
-const spaceReserve = pebbleMemTable*11/10 + pebbleStopWrites*pebbleMemTable + 8<<20
+const spaceReserve = pebbleMemTable*11/10 + pebbleStopWrites*pebbleMemTable + spaceMargin
+
+const spaceMargin = 8 << 20
+
+// Small writes (a pin, a reference, the empty blocks a node stores
+// before every get: at most smallWrite bytes claimed by one Put or batch)
+// go on below the reserve, down to smallWriteFloor, so that a full disk
+// does not stop what adds next to nothing; anything that carries data is
+// refused at the reserve. A WAL record of a few hundred bytes always fits
+// above that floor, and small writes cannot fill memtables unseen: once
+// they outgrow the WAL's preallocation the WAL's growth shows in statfs.
+const (
+	smallWrite      = 1 << 10
+	smallWriteFloor = 2 << 20
+)
 
 // deleteReserve is the free space a delete needs: a pebble tombstone is a
 // small WAL record, and deletes are how space comes back (GC), so they go
@@ -221,6 +235,14 @@ type spaceGuard struct {
 
 func newSpaceGuard(dir string, reserve int64, onFull func(error)) *spaceGuard {
 	return &spaceGuard{dir: dir, reserve: reserve, statfs: statfsFree, onFull: onFull}
+}
+
+// floor is the free space a write of n bytes must leave.
+func (g *spaceGuard) floor(n int64) int64 {
+	if n <= smallWrite {
+		return min(smallWriteFloor, g.reserve)
+	}
+	return g.reserve
 }
 
 func statfsFree(dir string) (int64, error) {
@@ -284,7 +306,8 @@ type guarded struct {
 }
 
 func (d *guarded) Put(ctx context.Context, k ds.Key, v []byte) error {
-	if err := d.g.admit(d.weight*int64(len(k.String())+len(v)), d.g.reserve); err != nil {
+	n := d.weight * int64(len(k.String())+len(v))
+	if err := d.g.admit(n, d.g.floor(n)); err != nil {
 		if d.present(ctx, []ds.Key{k}) {
 			return nil
 		}
@@ -333,7 +356,7 @@ type guardedBatch struct {
 func (b *guardedBatch) Put(ctx context.Context, k ds.Key, v []byte) error {
 	n := b.d.weight * int64(len(k.String())+len(v))
 	if b.d.putFirst {
-		if err := b.d.g.admit(n, b.d.g.reserve); err != nil {
+		if err := b.d.g.admit(n, b.d.g.floor(n)); err != nil {
 			if b.d.present(ctx, []ds.Key{k}) {
 				return nil
 			}
@@ -354,7 +377,7 @@ func (b *guardedBatch) Delete(ctx context.Context, k ds.Key) error {
 func (b *guardedBatch) Commit(ctx context.Context) error {
 	switch {
 	case b.bytes > 0:
-		if err := b.d.g.admit(b.bytes, b.d.g.reserve); err != nil {
+		if err := b.d.g.admit(b.bytes, b.d.g.floor(b.bytes)); err != nil {
 			if !b.deletes && b.d.present(ctx, b.keys) {
 				return nil // nothing to add; the batch is dropped
 			}

@@ -434,6 +434,21 @@ func TestSpaceGuard(t *testing.T) {
 	if err := g.admit(9*mib, g.reserve); err != nil {
 		t.Errorf("a write that fits: %v", err)
 	}
+	// Small writes (a pin) go on below the reserve, down to
+	// smallWriteFloor; anything larger does not.
+	free = 3 * mib
+	g.at = time.Time{}
+	if err := g.admit(200, g.floor(200)); err != nil {
+		t.Errorf("a small write with 3 MiB free: %v", err)
+	}
+	if err := g.admit(smallWrite+1, g.floor(smallWrite+1)); err == nil {
+		t.Error("a write of more than smallWrite below the reserve was admitted")
+	}
+	free = smallWriteFloor - 1
+	g.at = time.Time{}
+	if err := g.admit(200, g.floor(200)); err == nil {
+		t.Error("a small write below smallWriteFloor was admitted")
+	}
 	// Deletes go on below the reserve, down to deleteReserve.
 	free = 2 * mib
 	if err := g.admit(0, deleteReserve); err != nil {
@@ -462,31 +477,32 @@ func TestSpaceGuard(t *testing.T) {
 func TestGuardedPresent(t *testing.T) {
 	ctx := context.Background()
 	free := int64(1 << 30)
-	g := newSpaceGuard("x", 1<<20, nil)
+	g := newSpaceGuard("x", 64<<20, nil)
 	g.statfs = func(string) (int64, error) { return free, nil }
 	for _, putFirst := range []bool{false, true} {
 		d := &guarded{Batching: ds.NewMapDatastore(), g: g, weight: 1, putFirst: putFirst}
 		old, new := ds.NewKey("old"), ds.NewKey("new")
+		val := make([]byte, 2*smallWrite) // data, not a small write
 		free = 1 << 30
 		g.at = time.Time{}
-		if err := d.Put(ctx, old, []byte("v")); err != nil {
+		if err := d.Put(ctx, old, val); err != nil {
 			t.Fatal(err)
 		}
-		free = 1 << 10
+		free = 1 << 20
 		g.at = time.Time{}
-		if err := d.Put(ctx, old, []byte("v")); err != nil {
+		if err := d.Put(ctx, old, val); err != nil {
 			t.Errorf("putFirst %v: a put of a stored key on a full disk: %v", putFirst, err)
 		}
-		if err := d.Put(ctx, new, []byte("v")); !errors.Is(err, ErrDiskFull) {
+		if err := d.Put(ctx, new, val); !errors.Is(err, ErrDiskFull) {
 			t.Errorf("putFirst %v: a new put on a full disk: %v", putFirst, err)
 		}
 		b, _ := d.Batch(ctx)
-		err := errors.Join(b.Put(ctx, old, []byte("v")), b.Commit(ctx))
+		err := errors.Join(b.Put(ctx, old, val), b.Commit(ctx))
 		if err != nil {
 			t.Errorf("putFirst %v: a batch of stored keys: %v", putFirst, err)
 		}
 		b, _ = d.Batch(ctx)
-		err = errors.Join(b.Put(ctx, old, []byte("v")), b.Put(ctx, new, []byte("v")), b.Commit(ctx))
+		err = errors.Join(b.Put(ctx, old, val), b.Put(ctx, new, val), b.Commit(ctx))
 		if !errors.Is(err, ErrDiskFull) {
 			t.Errorf("putFirst %v: a batch with a new key: %v", putFirst, err)
 		}

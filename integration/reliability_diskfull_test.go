@@ -20,7 +20,8 @@ import (
 // operation fails with "disk full: free space in <path>", the daemon keeps
 // running, nothing stored before is damaged (verify clean, earlier files
 // export whole), and once space returns the same operation succeeds
-// without a restart.
+// without a restart. The filesystems are 128 MiB: the store keeps 48.8
+// MiB free (blobstore's spaceReserve) and refuses writes below that.
 
 // smallFS mounts a tmpfs of sizeMiB at a new directory and unmounts it in
 // cleanup. It needs root: in CI (CI set) it fails without, elsewhere it
@@ -143,7 +144,7 @@ func TestReliabilityDiskFullAdd(t *testing.T) {
 		t.Skip("mounts a tmpfs and runs a daemon; skipped with -short")
 	}
 	t.Parallel()
-	mnt := smallFS(t, 64)
+	mnt := smallFS(t, 128)
 	n := procAt(t, "full", filepath.Join(mnt, "home"), true)
 	n.start()
 	src := t.TempDir() // sources and outputs live outside the small fs
@@ -188,7 +189,7 @@ func TestReliabilityDiskFullFetch(t *testing.T) {
 		t.Skip("mounts a tmpfs and runs two daemons; skipped with -short")
 	}
 	t.Parallel()
-	mnt := smallFS(t, 64)
+	mnt := smallFS(t, 128)
 	a := newProc(t, "a")
 	b := procAt(t, "b", filepath.Join(mnt, "home"), false)
 	a.start()
