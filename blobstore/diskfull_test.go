@@ -268,10 +268,16 @@ func TestDiskFullSmallBlocks(t *testing.T) {
 	if testing.Short() {
 		t.Skip("mounts a tmpfs; skipped with -short")
 	}
-	mnt := smallFS(t, 160)
+	runChild(t, "TestDiskFullSmallBlocks", smallFS(t, 160))
+}
+
+// runChild runs test alone in a child process of this test binary, with
+// diskFullChild set to mnt, and fails if it fails (or panics).
+func runChild(t *testing.T, test, mnt string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestDiskFullSmallBlocks$", "-test.v")
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^"+test+"$", "-test.v")
 	cmd.Env = append(os.Environ(), diskFullChild+"="+mnt)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -282,6 +288,90 @@ func TestDiskFullSmallBlocks(t *testing.T) {
 		t.Fatalf("the writer process failed (%v):\n%s", err, tail)
 	}
 	t.Logf("writer process:\n%s", out)
+}
+
+// TestDiskFullReopened: a store opened on a disk that is already full has
+// a WAL file without preallocated space, so that pebble's next write to it
+// fails, which pebble treats as fatal: "pebble: fatal commit error: write
+// .../000015.log: no space left on device" (a panic), and Close panicked
+// too (rotateWAL), before the reserve. Now the write is refused and the
+// store closes, and after space returns it takes writes again.
+func TestDiskFullReopened(t *testing.T) {
+	if dir := os.Getenv(diskFullChild); dir != "" {
+		diskFullReopened(t, dir)
+		return
+	}
+	if testing.Short() {
+		t.Skip("mounts a tmpfs; skipped with -short")
+	}
+	runChild(t, "TestDiskFullReopened", smallFS(t, 64))
+}
+
+func diskFullReopened(t *testing.T, mnt string) {
+	ctx := context.Background()
+	dir := filepath.Join(mnt, "store")
+	s, err := Open(ctx, Config{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	block := func(i, tag int) blocks.Block {
+		b := make([]byte, 50<<10)
+		b[0], b[1], b[2] = byte(i), byte(i>>8), byte(tag)
+		return blocks.NewBlock(b)
+	}
+	var stored []blocks.Block
+	for i := range 20 {
+		b := block(i, 1)
+		if err := s.Put(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+		stored = append(stored, b)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	filler := fillTo(t, mnt, 0)
+	t.Logf("%d KiB free when reopened", freeSpace(t, mnt)>>10)
+	s, err = Open(ctx, Config{Dir: dir})
+	if err != nil {
+		t.Fatalf("reopen on a full disk: %v", err) // pebble v2.1.7 opens
+	}
+	for i := range 200 { // once past the WAL's few free bytes, pebble panicked
+		err := s.Put(ctx, block(i, 2))
+		if err == nil {
+			continue
+		}
+		if !errors.Is(err, ErrDiskFull) {
+			t.Fatalf("put %d on a full disk: %v, want ErrDiskFull", i, err)
+		}
+		t.Logf("put %d: %v", i, err)
+		break
+	}
+	for _, b := range stored {
+		if got, err := s.Get(ctx, b.Cid()); err != nil || !bytes.Equal(got.RawData(), b.RawData()) {
+			t.Fatalf("on the full disk: block %s: %v", b.Cid(), err)
+		}
+	}
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	more := block(1000, 3)
+	if err := s.Put(ctx, more); err != nil {
+		t.Fatalf("a put after space returned: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = Open(ctx, Config{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, b := range append(stored, more) {
+		if got, err := s.Get(ctx, b.Cid()); err != nil || !bytes.Equal(got.RawData(), b.RawData()) {
+			t.Fatalf("reopened: block %s: %v", b.Cid(), err)
+		}
+	}
 }
 
 func diskFullSmallBlocks(t *testing.T, mnt string) {
