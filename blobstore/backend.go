@@ -107,8 +107,8 @@ func (s *Store) openBackend() error {
 	// Every write passes the free-space guard (diskfull.go): pebble's
 	// values count twice (WAL, then a table).
 	g := newSpaceGuard(s.cfg.Dir, spaceReserve, s.noteWrite)
-	inPebble := func(d ds.Batching) ds.Batching { return &guarded{Batching: d, g: g, weight: 2} }
-	s.meta = inPebble(pdb)
+	inPebble := func(d ds.Batching) ds.Batching { return &guarded{Batching: d, g: g, weight: 2, blocks: true} }
+	s.meta = &guarded{Batching: pdb, g: g, weight: 2}
 	s.syncMeta = func(ctx context.Context) error { return pdb.Sync(ctx, ds.Key{}) }
 	openFlatfs := func() (ds.Batching, error) {
 		// flatfs fsyncs each file (and its directory) itself when sync
@@ -120,7 +120,7 @@ func (s *Store) openBackend() error {
 		s.closers = append(s.closers, fdb.Close)
 		// flatfs writes a batch's files at Put: the guard is asked
 		// there, and a refused Put discards the batch's files.
-		return flatfsCleaning{&guarded{Batching: fdb, g: g, weight: 1, putFirst: true}}, nil
+		return flatfsCleaning{&guarded{Batching: fdb, g: g, weight: 1, putFirst: true, blocks: true}}, nil
 	}
 	switch s.cfg.Backend {
 	case "", BackendTiered:

@@ -303,6 +303,10 @@ type guarded struct {
 	g        *spaceGuard
 	weight   int64
 	putFirst bool
+	// blocks: values never change under their key, so a refused write
+	// of keys already stored can be skipped (see present). Not so for
+	// pins and references.
+	blocks bool
 }
 
 func (d *guarded) Put(ctx context.Context, k ds.Key, v []byte) error {
@@ -322,6 +326,9 @@ func (d *guarded) Put(ctx context.Context, k ds.Key, v []byte) error {
 // store a block they may have (the node's empty blocks before every get)
 // keep working on a full disk.
 func (d *guarded) present(ctx context.Context, keys []ds.Key) bool {
+	if !d.blocks {
+		return false
+	}
 	for _, k := range keys {
 		if ok, err := d.Batching.Has(ctx, k); err != nil || !ok {
 			return false

@@ -570,7 +570,7 @@ func TestGuardedPresent(t *testing.T) {
 	g := newSpaceGuard("x", 64<<20, nil)
 	g.statfs = func(string) (int64, error) { return free, nil }
 	for _, putFirst := range []bool{false, true} {
-		d := &guarded{Batching: ds.NewMapDatastore(), g: g, weight: 1, putFirst: putFirst}
+		d := &guarded{Batching: ds.NewMapDatastore(), g: g, weight: 1, putFirst: putFirst, blocks: true}
 		old, new := ds.NewKey("old"), ds.NewKey("new")
 		val := make([]byte, 2*smallWrite) // data, not a small write
 		free = 1 << 30
@@ -598,6 +598,11 @@ func TestGuardedPresent(t *testing.T) {
 		}
 		if ok, _ := d.Has(ctx, new); ok {
 			t.Errorf("putFirst %v: the refused key was stored", putFirst)
+		}
+		// Not for pins and references, whose values change.
+		d.blocks = false
+		if err := d.Put(ctx, old, val); !errors.Is(err, ErrDiskFull) {
+			t.Errorf("putFirst %v: a put of a stored pin on a full disk: %v, want ErrDiskFull", putFirst, err)
 		}
 	}
 }
