@@ -107,6 +107,7 @@ func (s *Store) openBackend() error {
 	// Every write passes the free-space guard (diskfull.go): pebble's
 	// values count twice (WAL, then a table).
 	g := newSpaceGuard(s.cfg.Dir, spaceReserve, s.noteWrite)
+	s.space = g
 	inPebble := func(d ds.Batching) ds.Batching { return &guarded{Batching: d, g: g, weight: 2, blocks: true} }
 	s.meta = &guarded{Batching: pdb, g: g, weight: 2}
 	s.syncMeta = func(ctx context.Context) error { return pdb.Sync(ctx, ds.Key{}) }

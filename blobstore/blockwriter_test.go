@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 
 	blocks "github.com/ipfs/go-block-format"
@@ -92,5 +93,59 @@ func TestBlockWriterAbortAndClosedStore(t *testing.T) {
 	}
 	if _, err := s.NewBlockWriter(ctx); !errors.Is(err, ErrClosed) {
 		t.Errorf("NewBlockWriter on a closed store = %v, want ErrClosed", err)
+	}
+}
+
+// TestBlockWriterDiskFull: a BlockWriter's large blocks (written by
+// bigFiles, not through flatfs) pass the store's free-space guard too, so
+// a fetch cannot eat the reserve pebble needs; they resume when space
+// returns.
+func TestBlockWriterDiskFull(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := mustOpen(t, Config{Dir: dir})
+	var free atomic.Int64
+	free.Store(1 << 30)
+	s.space.statfs = func(string) (int64, error) { return free.Load(), nil }
+	leaf := func(seed uint64) blocks.Block {
+		d := randBytes(seed, 1<<20)
+		c, err := cid.Prefix{Version: 1, Codec: cid.Raw, MhType: mh.SHA2_256, MhLength: -1}.Sum(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := blocks.NewBlockWithCid(d, c)
+		return b
+	}
+	write := func(b blocks.Block) error {
+		bw, err := s.NewBlockWriter(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := bw.Put(ctx, b); err != nil {
+			bw.Abort()
+			return err
+		}
+		return bw.Commit()
+	}
+	if err := write(leaf(1)); err != nil {
+		t.Fatalf("with space: %v", err)
+	}
+	free.Store(spaceReserve + 512<<10)
+	full := leaf(2)
+	if err := write(full); !errors.Is(err, ErrDiskFull) {
+		t.Fatalf("a 1 MiB leaf with %d bytes free = %v, want ErrDiskFull", free.Load(), err)
+	}
+	if ok, _ := s.Has(ctx, full.Cid()); ok {
+		t.Error("the refused leaf is stored")
+	}
+	if es, err := os.ReadDir(filepath.Join(dir, "flatfs", ".temp")); err != nil || len(es) > 0 {
+		t.Errorf("flatfs/.temp after a refused write: %v %v", es, err)
+	}
+	free.Store(1 << 30)
+	if err := write(full); err != nil {
+		t.Fatalf("after space returned: %v", err)
+	}
+	if got, err := s.Get(ctx, full.Cid()); err != nil || !bytes.Equal(got.RawData(), full.RawData()) {
+		t.Fatalf("the leaf after space returned: %v", err)
 	}
 }

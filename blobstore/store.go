@@ -94,6 +94,7 @@ type Store struct {
 
 	syncBlocks func(context.Context) error // makes committed block writes durable
 	syncMeta   func(context.Context) error
+	space      *spaceGuard // the free-space guard of an on-disk store (diskfull.go); nil in memory
 	closers    []func() error
 
 	life   sync.RWMutex
@@ -144,7 +145,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if t, ok := s.blocks.(*tiered); ok {
 		// tiered.go: a BlockWriter's large blocks go to flatfs' files
 		// with direct I/O (Dir/flatfs is backend.go's layout).
-		t.files = newBigFiles(filepath.Join(cfg.Dir, "flatfs"), !cfg.NoSync)
+		t.files = newBigFiles(filepath.Join(cfg.Dir, "flatfs"), !cfg.NoSync, s.space)
 	}
 	s.withRefs() // ref.go: blocks referenced in place
 	s.log.Debug("blobstore opened", "dir", cfg.Dir, "backend", s.backendName())

@@ -235,16 +235,20 @@ type bigFiles struct {
 	root  string
 	shard flatfs.ShardFunc
 	sync  bool
+	// space is the store's free-space guard (diskfull.go): a write is
+	// refused with a disk-full error before it eats into the reserve
+	// pebble needs. nil: no guard.
+	space *spaceGuard
 }
 
 // newBigFiles returns the bigFiles of the flatfs datastore in root, or
 // nil if its sharding cannot be read (then flatfs' batches are used).
-func newBigFiles(root string, sync bool) *bigFiles {
+func newBigFiles(root string, sync bool, space *spaceGuard) *bigFiles {
 	id, err := flatfs.ReadShardFunc(root)
 	if err != nil {
 		return nil
 	}
-	return &bigFiles{root: root, shard: id.Func(), sync: sync}
+	return &bigFiles{root: root, shard: id.Func(), sync: sync, space: space}
 }
 
 type bigPut struct {
@@ -260,6 +264,15 @@ const bigWriters = 4
 // call is left under a temporary name; files already renamed stay (whole
 // blocks, like those of an interrupted flatfs batch).
 func (f *bigFiles) write(ctx context.Context, puts []bigPut) error {
+	if f.space != nil {
+		var n int64
+		for _, p := range puts {
+			n += int64(len(p.v))
+		}
+		if err := f.space.admit(n, f.space.floor(n)); err != nil {
+			return err
+		}
+	}
 	tmp, err := os.MkdirTemp(filepath.Join(f.root, ".temp"), "pcnode-")
 	if err != nil {
 		return err
