@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"runtime"
 	"sync/atomic"
 	"time"
@@ -343,6 +344,14 @@ func (h *Host) fetchDAG(ctx context.Context, p peer.ID, root cid.Cid, sink Block
 	if err != nil || len(wants) == 0 {
 		return DAGStats{}, err
 	}
+	return requestDAG(ctx, lh, p, wants, truncated, sink)
+}
+
+// requestDAG asks p for the subtrees under wants over DAGProtocol and
+// receives them into sink (see FetchDAG); truncated says that more were
+// missing than one request may ask for. A sink that is a ProgressSink
+// hears of every read from the stream.
+func requestDAG(ctx context.Context, lh host.Host, p peer.ID, wants []cid.Cid, truncated bool, sink BlockSink) (DAGStats, error) {
 	s, err := newDAGStream(ctx, lh, p)
 	if err != nil {
 		return DAGStats{}, fmt.Errorf("%w: %w", ErrDAGRefused, err)
@@ -355,7 +364,11 @@ func (h *Host) fetchDAG(ctx context.Context, p peer.ID, root cid.Cid, sink Block
 		return DAGStats{}, err
 	}
 	_ = s.CloseWrite()
-	st, err := receiveDAG(ctx, bufio.NewReaderSize(s, dagWriteBuffer), wants, sink, func() { _ = s.Reset() })
+	var r io.Reader = s
+	if ps, ok := sink.(ProgressSink); ok {
+		r = progressReader{r: s, fn: ps.StreamRead}
+	}
+	st, err := receiveDAG(ctx, bufio.NewReaderSize(r, dagWriteBuffer), wants, sink, func() { _ = s.Reset() })
 	if err != nil {
 		_ = s.Reset()
 		if cerr := ctx.Err(); cerr != nil {

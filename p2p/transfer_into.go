@@ -1,7 +1,6 @@
 package p2p
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -82,32 +81,5 @@ func fetchDAGs(ctx context.Context, lh host.Host, bs blockstore.Blockstore, p pe
 	if len(wants) == 0 {
 		return DAGStats{}, nil
 	}
-	s, err := newDAGStream(ctx, lh, p)
-	if err != nil {
-		return DAGStats{}, fmt.Errorf("%w: %w", ErrDAGRefused, err)
-	}
-	defer s.Close()
-	stop := context.AfterFunc(ctx, func() { _ = s.Reset() })
-	defer stop()
-	if _, err := s.Write(encodeDAGRequest(wants)); err != nil {
-		_ = s.Reset()
-		return DAGStats{}, err
-	}
-	_ = s.CloseWrite()
-	var r io.Reader = s
-	if ps, ok := sink.(ProgressSink); ok {
-		r = progressReader{r: s, fn: ps.StreamRead}
-	}
-	st, err := receiveDAG(ctx, bufio.NewReaderSize(r, dagWriteBuffer), wants, sink, func() { _ = s.Reset() })
-	if err != nil {
-		_ = s.Reset()
-		if cerr := ctx.Err(); cerr != nil {
-			err = cerr
-		}
-		return st, err
-	}
-	if truncated {
-		return st, fmt.Errorf("%w: more than %d subtrees were missing; fetch again for the rest", ErrDAGIncomplete, maxDAGWants)
-	}
-	return st, nil
+	return requestDAG(ctx, lh, p, wants, truncated, sink)
 }
