@@ -528,11 +528,37 @@ func receiveDAG(ctx context.Context, r *bufio.Reader, wants []cid.Cid, sink Bloc
 			}
 		}()
 	}
+	// The reader hands frames on as they arrive; the grouper gathers
+	// blocks into verification groups. A group goes to a worker when it
+	// is full or dagGroupWait after its first block arrived, whichever
+	// comes first, even while the next read blocks: the blocks of a
+	// stream that then goes quiet reach the sink (and are kept when the
+	// fetch gives up on it), not only those followed by another frame.
+	frames := make(chan *dagItem, lanes)
+	go func() {
+		defer close(frames)
+		for {
+			f, err := readDAGFrame(r)
+			it := &dagItem{f: f, err: err, done: make(chan struct{})}
+			select {
+			case frames <- it:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil || f.kind == frameEnd || f.kind == frameRefused {
+				return
+			}
+		}
+	}()
 	var finished atomic.Bool
 	go func() {
 		defer close(jobs)
 		defer close(order)
 		var group []*dagItem
+		wait := time.NewTimer(dagGroupWait)
+		wait.Stop()
+		defer wait.Stop()
+		var due <-chan time.Time // the group's wait, while there is a group
 		// dispatch hands the group to a worker, then queues its items in
 		// stream order: an item is queued only once it is being verified,
 		// so the consumer never waits on one that is not.
@@ -540,6 +566,8 @@ func receiveDAG(ctx context.Context, r *bufio.Reader, wants []cid.Cid, sink Bloc
 			if len(group) == 0 {
 				return true
 			}
+			wait.Stop()
+			due = nil
 			select {
 			case jobs <- group:
 			case <-ctx.Done():
@@ -555,22 +583,30 @@ func receiveDAG(ctx context.Context, r *bufio.Reader, wants []cid.Cid, sink Bloc
 			group = nil
 			return true
 		}
-		var since time.Time // when reading the group's first frame began
 		for {
-			if len(group) == 0 {
-				since = time.Now()
-			}
-			f, err := readDAGFrame(r)
-			it := &dagItem{f: f, err: err, done: make(chan struct{})}
-			if err == nil && f.kind == frameBlock {
-				group = append(group, it)
-				// A slow stream does not wait for a full group: its
-				// blocks reach the sink (and are kept if the transfer
-				// is then cut) as they arrive.
-				if len(group) < lanes && time.Since(since) < dagGroupWait {
-					continue
+			var it *dagItem
+			select {
+			case x, ok := <-frames:
+				if !ok {
+					return // cancelled
 				}
+				it = x
+			case <-due:
 				if !dispatch() {
+					return
+				}
+				continue
+			case <-ctx.Done():
+				return
+			}
+			f, err := it.f, it.err
+			if err == nil && f.kind == frameBlock {
+				if len(group) == 0 {
+					wait.Reset(dagGroupWait)
+					due = wait.C
+				}
+				group = append(group, it)
+				if len(group) == lanes && !dispatch() {
 					return
 				}
 				continue
@@ -594,6 +630,8 @@ func receiveDAG(ctx context.Context, r *bufio.Reader, wants []cid.Cid, sink Bloc
 		cancel()
 		if !finished.Load() {
 			abort()
+		}
+		for range frames {
 		}
 		for range order {
 		}

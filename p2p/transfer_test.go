@@ -440,6 +440,45 @@ func TestReceiveDAGHostileStreams(t *testing.T) {
 	}
 }
 
+// A stream that goes quiet after some blocks, and is then given up on,
+// keeps those blocks: they are handed on while the next read blocks, not
+// only once another frame arrives.
+func TestReceiveDAGQuietStreamKeepsWhatArrived(t *testing.T) {
+	bs := newBlockstore()
+	data := make([]byte, 600<<10)
+	rand.NewChaCha8([32]byte{7}).Read(data)
+	nd := importFile(t, offlineDAG(bs), data)
+	root, l0 := nd.Cid(), nd.Links()[0].Cid
+	pr, pw := io.Pipe()
+	go func() {
+		w := bufio.NewWriter(pw)
+		for _, c := range []cid.Cid{root, l0} {
+			b, err := bs.Get(context.Background(), c)
+			if err != nil {
+				_ = pw.CloseWithError(err)
+				return
+			}
+			_ = writeBlockFrame(w, c, b.RawData())
+		}
+		_ = w.Flush() // then silence, until the receiver gives up
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*dagGroupWait+time.Second)
+	defer cancel()
+	abort := func() { _ = pr.CloseWithError(errors.New("aborted")) }
+	stop := context.AfterFunc(ctx, abort) // as requestDAG resets the stream
+	defer stop()
+	sink := &countingSink{Blockstore: newBlockstore()}
+	_, err := receiveDAG(ctx, bufio.NewReader(pr), []cid.Cid{root}, sink, abort)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v, want the deadline", err)
+	}
+	for _, c := range []cid.Cid{root, l0} {
+		if ok, _ := sink.Has(context.Background(), c); !ok {
+			t.Errorf("block %s, which arrived before the stream went quiet, was not kept", c)
+		}
+	}
+}
+
 func FuzzDAGFrames(f *testing.F) {
 	c := rawBlock(f, []byte("x")).Cid()
 	var buf bytes.Buffer
