@@ -227,6 +227,26 @@ func TestMeasureLimits(t *testing.T) {
 	}
 }
 
+func TestMeasureCreate(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "c")
+	v, err := measureCreate(dir, 250, 10)
+	if err != nil || !(v > 0) {
+		t.Fatalf("measureCreate = %v, %v", v, err)
+	}
+	n := 0
+	subs, _ := os.ReadDir(dir)
+	for _, d := range subs {
+		fs, _ := os.ReadDir(filepath.Join(dir, d.Name()))
+		n += len(fs)
+	}
+	if len(subs) != 3 || n != 250 {
+		t.Errorf("%d files in %d directories, want 250 in 3", n, len(subs))
+	}
+	if _, err := measureCreate(dir, 0, 10); err == nil {
+		t.Error("no files: no error")
+	}
+}
+
 func TestCPUModel(t *testing.T) {
 	in := "processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Xeon(R) Processor @ 2.50GHz\nflags\t\t: fpu\n\nprocessor\t: 1\nmodel name\t: Other\n"
 	if got := cpuModel(in); got != "Intel(R) Xeon(R) Processor @ 2.50GHz" {

@@ -136,9 +136,7 @@ func (b *bench) folderRun(ctx context.Context, i int, s *scenario, tag string, r
 	dir := filepath.Join(b.tmp, fmt.Sprintf("folder-%s-run%d-%d", tag, i+1, len(s.Samples)))
 	defer func() {
 		pc.stopAll()
-		if !o.keep {
-			os.RemoveAll(dir)
-		}
+		b.discard(dir)
 	}()
 	ha, hb := filepath.Join(dir, "a"), filepath.Join(dir, "b")
 	for _, h := range []string{ha, hb} {

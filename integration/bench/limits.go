@@ -244,3 +244,27 @@ func writeRandomTree(dir string, files, fileSize int, seed uint64) (int64, error
 	}
 	return total, nil
 }
+
+// measureCreate writes n files of size bytes each into dir, 100 to a
+// subdirectory, and returns the seconds it took (no sync): the floor for
+// writing out a tree of that shape, at the file system's state of the
+// moment (see discard). The files stay.
+func measureCreate(dir string, n, size int) (float64, error) {
+	if n <= 0 || size < 0 {
+		return 0, errors.New("create: n must be positive")
+	}
+	data := randomBytes(size, 4)
+	start := time.Now()
+	for i := range n {
+		sub := filepath.Join(dir, fmt.Sprintf("d%03d", i/100))
+		if i%100 == 0 {
+			if err := os.MkdirAll(sub, 0o755); err != nil {
+				return 0, fmt.Errorf("create: %w", err)
+			}
+		}
+		if err := os.WriteFile(filepath.Join(sub, fmt.Sprintf("f%05d", i)), data, 0o644); err != nil {
+			return 0, fmt.Errorf("create: %w", err)
+		}
+	}
+	return time.Since(start).Seconds(), nil
+}

@@ -212,6 +212,24 @@ type bench struct {
 	// src is the source tree pcnode was built from; "" with -bin (then
 	// the discovery scenarios, which run p2p's Go benchmark, are left out).
 	src string
+	// keepAll: the runs' homes and outputs stay until the end, where the
+	// disk has room for them (see discard).
+	keepAll bool
+}
+
+// discard removes path, the homes or output of a run, now or at the end
+// of the bench. On ext4 without a journal (as on these machines) the
+// kernel avoids reusing an inode freed in the last minute (five while
+// its inode table block is dirty) and checks every such inode on each
+// file it creates: a tree of 10,000 files written right after another
+// was deleted took 7 s instead of 1.5 s, a figure of the file system's
+// state, not of pcnode. So nothing is deleted while anything is timed,
+// where the disk allows.
+func (b *bench) discard(path string) {
+	if b.o.keep || b.keepAll {
+		return
+	}
+	os.RemoveAll(path)
 }
 
 func (b *bench) logf(format string, args ...any) {
@@ -239,6 +257,15 @@ func (b *bench) run(ctx context.Context) (*report, error) {
 	if free, err := freeBytes(tmp); err == nil && free < need {
 		return nil, fmt.Errorf("%s has %d MiB free; the run needs about %d MiB (use -dir or -quick)", tmp, free/mib, need/mib)
 	}
+	// Every run kept until the end: the above, the folder and server
+	// runs' copies of the large file, and a margin for the store's
+	// free-space reserve and the rest of the machine.
+	keepNeed := int64(o.runs)*(need+4*o.fileSize) + 8*gib
+	if free, err := freeBytes(tmp); err == nil && free >= keepNeed {
+		b.keepAll = true
+	} else {
+		b.logf("%d MiB free, less than the %d MiB that keeping every run needs: each run's files are deleted after it (later file creation may be slower, see discard)", free/mib, keepNeed/mib)
+	}
 
 	rep := &report{
 		Date:  time.Now(),
@@ -265,7 +292,9 @@ func (b *bench) run(ctx context.Context) (*report, error) {
 		How: "as above, with an fdatasync after every 8 MiB (a store that makes each batch durable)"}
 	tcp := &limit{Name: "loopback TCP", Unit: "MiB/s",
 		How: fmt.Sprintf("%s from a Go client to a Go server on 127.0.0.1 in 256 KiB writes", sizeString(o.tcpSize))}
-	rep.Limits = []*limit{sha, shaLanes, disk, disk8, tcp}
+	create := &limit{Name: "create small files", Unit: "s",
+		How: fmt.Sprintf("%d files of %s in %d directories, written by one goroutine, no sync (kept until the end: see the note below)", o.treeFiles, sizeString(int64(o.treeFile)), (o.treeFiles+99)/100)}
+	rep.Limits = []*limit{sha, shaLanes, disk, disk8, tcp, create}
 
 	size := sizeString(o.fileSize)
 	also := []*limit{shaLanes}
@@ -346,6 +375,9 @@ func (b *bench) run(ctx context.Context) (*report, error) {
 		b.limitRun(ctx, i, disk, func() (float64, error) { return measureDiskWrite(ctx, tmp, o.diskSize, 0) })
 		b.limitRun(ctx, i, disk8, func() (float64, error) { return measureDiskWrite(ctx, tmp, o.diskSize, 8*mib) })
 		b.limitRun(ctx, i, tcp, func() (float64, error) { return measureLoopback(ctx, o.tcpSize) })
+		b.limitRun(ctx, i, create, func() (float64, error) {
+			return measureCreate(filepath.Join(tmp, "limits", fmt.Sprintf("create-%d", i)), o.treeFiles, o.treeFile)
+		})
 	}
 	for _, l := range rep.Limits {
 		if l.Err != nil {
@@ -602,9 +634,7 @@ func (b *bench) scenarioRun(ctx context.Context, i int, data *dataset, sc *scena
 	}
 	defer func() {
 		b.pc.stopAll()
-		if !b.o.keep {
-			os.RemoveAll(dir)
-		}
+		b.discard(dir)
 	}()
 	fail := func(s *scenario, err error) error {
 		s.Err = err
@@ -664,7 +694,7 @@ func (b *bench) scenarioRun(ctx context.Context, i int, data *dataset, sc *scena
 	if err != nil {
 		return fail(fetch, err)
 	}
-	out, outTree := filepath.Join(dir, "out-file"), filepath.Join(dir, "out-tree")
+	out := filepath.Join(dir, "out-file")
 	// getFile and getTree time one `pcnode get` of what (a CID or a link)
 	// on home against the daemons ds, check the result and record it.
 	getFile := func(s *scenario, label, home, what string, ds []*daemon) error {
@@ -681,6 +711,7 @@ func (b *bench) scenarioRun(ctx context.Context, i int, data *dataset, sc *scena
 		return nil
 	}
 	getTree := func(s *scenario, label, home, what string, ds []*daemon) error {
+		outTree := filepath.Join(dir, "out-"+strings.ReplaceAll(label, " ", "-")) // kept: see discard
 		m, err := measure(ds, func() (time.Duration, error) { return pc.get(ctx, home, what, outTree) })
 		if err != nil {
 			return fail(s, err)
@@ -688,7 +719,7 @@ func (b *bench) scenarioRun(ctx context.Context, i int, data *dataset, sc *scena
 		if sum, err := treeDigest(outTree); err != nil || sum != data.treeSum {
 			return fail(s, fmt.Errorf("fetched tree differs from the source (digest %s, want %s, %v)", sum, data.treeSum, err))
 		}
-		os.RemoveAll(outTree)
+		b.discard(outTree)
 		s.record(m.wall.Seconds(), m)
 		b.logf("%s: %s: %.3f s, %.2f CPU s", n, label, m.wall.Seconds(), m.cpu.Seconds())
 		return nil

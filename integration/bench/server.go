@@ -77,9 +77,7 @@ func (b *bench) serverRun(ctx context.Context, i int, s *serverScenarios) (err e
 	dir := filepath.Join(b.tmp, fmt.Sprintf("server-run%d", i+1))
 	defer func() {
 		b.pc.stopAll()
-		if !o.keep {
-			os.RemoveAll(dir)
-		}
+		b.discard(dir)
 		if err != nil {
 			for _, sc := range s.list() {
 				if sc.Err == nil {
