@@ -434,10 +434,12 @@ func (f *Folder) setState(state string, err error) {
 func (f *Folder) doScan(ctx context.Context) {
 	f.scans.Add(1)
 	f.setState("scanning", nil)
+	t0 := time.Now()
 	err := f.scan(ctx)
 	if ctx.Err() != nil {
 		return
 	}
+	f.log.Debug("scanned", "took", time.Since(t0), "err", err)
 	switch {
 	case errors.Is(err, ErrNoMarker):
 		f.log.Error("folder stopped: marker missing; nothing is deleted until it is back", "path", f.root)
