@@ -3,6 +3,8 @@ package folder
 import (
 	"bytes"
 	"context"
+	"errors"
+	"io"
 	"io/fs"
 	"math/rand/v2"
 	"os"
@@ -10,6 +12,7 @@ import (
 	"strconv"
 	"syscall"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/pcnode/pcnode/blobstore"
@@ -65,6 +68,15 @@ func TestImportRefsMatchesImport(t *testing.T) {
 				t.Fatalf("leaves cover %d bytes of %d", off, n)
 			}
 		})
+	}
+}
+
+// A read error in a group read ahead ends the import with that error.
+func TestImportRefsReadError(t *testing.T) {
+	boom := errors.New("disk read error")
+	r := io.MultiReader(bytes.NewReader(randData(9, 40<<20)), iotest.ErrReader(boom))
+	if _, _, _, _, err := importRefs(r, "/f"); !errors.Is(err, boom) {
+		t.Fatalf("err = %v, want %v", err, boom)
 	}
 }
 
