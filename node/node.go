@@ -618,7 +618,9 @@ func (n *Node) Get(ctx context.Context, req api.GetRequest, fn api.ProgressFunc)
 		}
 	}()
 	if err == nil && h != nil {
-		peers := h.DAGPeers()
+		// Members first, then other pcnode peers (which serve what they
+		// would serve by bitswap): bitswap completes what they do not.
+		peers := h.DAGSources(maxDAGOthers)
 		var tee *fileTee
 		if len(peers) > 0 {
 			// An existing output is reported by Export, after the fetch,
@@ -672,6 +674,10 @@ func (n *Node) Get(ctx context.Context, req api.GetRequest, fn api.ProgressFunc)
 	}
 	return api.GetResult{CID: c.String(), Output: req.Output, Size: size}, nil
 }
+
+// maxDAGOthers bounds the peers outside the cloud a get asks over the
+// DAG stream before bitswap.
+const maxDAGOthers = 4
 
 // fetchFast makes what it can of the DAG under c local over the members'
 // DAG stream (p2p.DAGProtocol) from a connected member, durably. It

@@ -318,6 +318,37 @@ func (h *Host) DAGPeers() []peer.ID {
 	return out
 }
 
+// DAGSources returns the peers to ask for a DAG over DAGProtocol: the
+// DAGPeers (members) first, then up to maxOthers other connected peers
+// that are known to speak DAGProtocol (other pcnode devices). An other
+// peer serves only what its BlockFilter gives it, as bitswap would (see
+// handleDAG), and refuses or reports missing what it does not: asking it
+// costs one round trip, and where it has the DAG it comes several times
+// faster than by bitswap.
+func (h *Host) DAGSources(maxOthers int) []peer.ID {
+	out := h.DAGPeers()
+	lh, _ := h.runningCtx()
+	if lh == nil || maxOthers <= 0 {
+		return out
+	}
+	allowed := h.s.dagAllowed
+	others := 0
+	for _, p := range lh.Network().Peers() {
+		if others == maxOthers {
+			break
+		}
+		if allowed != nil && allowed(p) {
+			continue // listed already
+		}
+		if sup, _ := lh.Peerstore().SupportsProtocols(p, DAGProtocol); len(sup) == 0 {
+			continue
+		}
+		out = append(out, p)
+		others++
+	}
+	return out
+}
+
 // FetchDAG fetches from peer p every block under root that the
 // Blockstore lacks, over DAGProtocol, and hands them to sink in large
 // batches (durability is the sink's business). It first walks what is

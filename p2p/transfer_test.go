@@ -163,6 +163,18 @@ func TestFetchDAGRefused(t *testing.T) {
 			if ps := a.DAGPeers(); len(ps) != 0 {
 				t.Errorf("a's DAGPeers = %v, want none", ps)
 			}
+			// b is no member of a's, but speaks the DAG stream: a get on
+			// a may ask it (once identify has told a its protocols).
+			deadline := time.Now().Add(5 * time.Second)
+			for ps := a.DAGSources(4); len(ps) != 1 || ps[0] != b.ID(); ps = a.DAGSources(4) {
+				if time.Now().After(deadline) {
+					t.Fatalf("a's DAGSources = %v, want [%s]", ps, b.ID())
+				}
+				time.Sleep(20 * time.Millisecond) // identify runs on its own
+			}
+			if ps := a.DAGSources(0); len(ps) != 0 {
+				t.Errorf("a's DAGSources(0) = %v, want none", ps)
+			}
 		})
 	}
 }

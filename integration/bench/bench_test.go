@@ -754,9 +754,9 @@ func TestRunWithFake(t *testing.T) {
 				t.Error("the file differs from the report on stdout")
 			}
 			for _, want := range []string{
-				"| add a 1 MiB file |", "| fetch the 1 MiB file from a daemon of another cloud (bitswap) |",
+				"| add a 1 MiB file |", "| fetch the 1 MiB file from a daemon of another cloud (DAG stream through its block filter, bitswap for the rest) |",
 				"| fetch the 1 MiB file from a member daemon (DAG stream) |",
-				"| add a tree of 30 × 4 KiB files |", "| fetch the tree from a daemon of another cloud (bitswap) |",
+				"| add a tree of 30 × 4 KiB files |", "| fetch the tree from a daemon of another cloud (DAG stream through its block filter, bitswap for the rest) |",
 				"| fetch the tree from a member daemon (DAG stream) |",
 				"| a friend's pcnode gets the 1 MiB file by share link |",
 				"| a friend's pcnode gets the 1 MiB file by encrypted share link |",

@@ -7,7 +7,8 @@
 // own limits in the same run (one core's SHA-256 rate, the synced disk
 // write rate, loopback TCP throughput), then times real pcnode processes:
 // adding a large file and a tree of small files to a daemon, fetching both
-// by CID over loopback from a daemon of another cloud (bitswap) and from a
+// by CID over loopback from a daemon of another cloud (its DAG stream, which
+// serves what its block filter gives, as bitswap would) and from a
 // daemon that joined the first one's cloud (the members' DAG stream), and
 // the resident memory of an idle daemon. Every figure in the report is measured in that run; none is
 // typed by hand.

@@ -301,7 +301,7 @@ func (b *bench) run(ctx context.Context) (*report, error) {
 	add := &scenario{Name: "add a " + size + " file", Unit: "MiB/s", Limit: disk, Also: also,
 		Target: target{"≥ 350 MiB/s or ≥ 85% of synced disk write", func(m, r float64) bool { return m >= 350 || r >= 0.85 }},
 		Scaled: &scaledTarget{Min: 350, Sha: shaLanes}}
-	fetch := &scenario{Name: "fetch the " + size + " file from a daemon of another cloud (bitswap)", Unit: "MiB/s", Limit: tcp, Also: also,
+	fetch := &scenario{Name: "fetch the " + size + " file from a daemon of another cloud (DAG stream through its block filter, bitswap for the rest)", Unit: "MiB/s", Limit: tcp, Also: also,
 		Target: target{"≥ 300 MiB/s", func(m, _ float64) bool { return m >= 300 }},
 		Scaled: &scaledTarget{Min: 300, Sha: shaLanes}}
 	memberFetch := &scenario{Name: "fetch the " + size + " file from a member daemon (DAG stream)", Unit: "MiB/s", Limit: tcp, Also: also,
@@ -319,7 +319,7 @@ func (b *bench) run(ctx context.Context) (*report, error) {
 		Target: target{"< 5 s", func(m, _ float64) bool { return m < 5 }}}
 	treeAdd := &scenario{Name: fmt.Sprintf("add a tree of %d × %s files", o.treeFiles, sizeString(int64(o.treeFile))), Unit: "s",
 		Target: target{"< 1.5 s", func(m, _ float64) bool { return m < 1.5 }}}
-	treeFetch := &scenario{Name: "fetch the tree from a daemon of another cloud (bitswap)", Unit: "s",
+	treeFetch := &scenario{Name: "fetch the tree from a daemon of another cloud (DAG stream through its block filter, bitswap for the rest)", Unit: "s",
 		Target: target{"< 5 s", func(m, _ float64) bool { return m < 5 }}}
 	memberTreeFetch := &scenario{Name: "fetch the tree from a member daemon (DAG stream)", Unit: "s",
 		Target: target{"< 5 s", func(m, _ float64) bool { return m < 5 }}}
