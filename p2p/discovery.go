@@ -643,7 +643,7 @@ func (h *Host) pinger(ctx context.Context) {
 		}
 		ctx, cancel := context.WithTimeout(ctx, siblingPingTimeout)
 		defer cancel()
-		if res := <-ping.Ping(ctx, lh, p); res.Error != nil && ctx.Err() == nil {
+		if res, ok := <-ping.Ping(ctx, lh, p); (!ok || res.Error != nil) && ctx.Err() == nil {
 			h.s.log.Debug("p2p ping sibling failed", "peer", p, "err", res.Error)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -472,6 +473,13 @@ func (h *Host) Connect(ctx context.Context, addr multiaddr.Multiaddr) (peer.Addr
 	if pi.ID == lh.ID() {
 		return peer.AddrInfo{}, fmt.Errorf("p2p: connect %s: %w", addr, swarm.ErrDialToSelf)
 	}
+	if lh.Network().Connectedness(pi.ID) == network.Connected && !h.alive(ctx, lh, pi.ID) {
+		// libp2p's Connect returns at once while a connection exists,
+		// also one whose peer went away without a word (a killed
+		// process, a cut link): the caller asked for a working one.
+		h.s.log.Info("p2p connection to peer does not answer; dialling again", "peer", pi.ID)
+		_ = lh.Network().ClosePeer(pi.ID)
+	}
 	if err := lh.Connect(ctx, *pi); err != nil {
 		h.dialFailed(pi.ID, err)
 		if onlyRefusals(err) {
@@ -486,6 +494,20 @@ func (h *Host) Connect(ctx context.Context, addr multiaddr.Multiaddr) (peer.Addr
 		h.found(SourceManual, *pi)
 	}
 	return *pi, nil
+}
+
+// connCheckTimeout bounds the ping that checks an existing connection
+// before Connect trusts it.
+const connCheckTimeout = 3 * time.Second
+
+// alive reports whether the connected peer p answers a ping within
+// connCheckTimeout (or until ctx ends, which counts as alive: the caller
+// gave up, not the peer).
+func (h *Host) alive(ctx context.Context, lh host.Host, p peer.ID) bool {
+	pctx, cancel := context.WithTimeout(ctx, connCheckTimeout)
+	defer cancel()
+	res, ok := <-ping.Ping(pctx, lh, p) // closed without a result when pctx ends
+	return (ok && res.Error == nil) || ctx.Err() != nil
 }
 
 // onlyRefusals reports whether a dial failed only because the gater refused

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
 	"github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
 )
@@ -551,5 +553,96 @@ func TestCloseWaitsForGoroutines(t *testing.T) {
 			t.Fatalf("%d goroutines after Close, %d before:\n%s", runtime.NumGoroutine(), base, buf[:runtime.Stack(buf, true)])
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// A connection whose peer stopped answering (a link that went quiet, a
+// frozen process) is not taken for a working one: Connect pings it,
+// drops it and dials the address it was given.
+func TestConnectReplacesDeadConnection(t *testing.T) {
+	a, b := startHost(t, localConfig(t)), startHost(t, localConfig(t))
+	direct := addrWith(t, a, "tcp")
+	target, err := manet.ToNetAddr(direct.Decapsulate(multiaddr.StringCast("/p2p/" + a.ID().String())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("a at %s (%v)", direct, a.Addrs())
+	// A TCP proxy to a that can go quiet: it then drops what it reads.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var quiet atomic.Bool
+	var mu sync.Mutex
+	var conns []net.Conn
+	t.Cleanup(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	pump := func(dst, src net.Conn) {
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := src.Read(buf)
+			if err != nil {
+				return
+			}
+			if !quiet.Load() {
+				if _, err := dst.Write(buf[:n]); err != nil {
+					return
+				}
+			}
+		}
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			d, err := net.Dial("tcp", target.String())
+			if err != nil {
+				c.Close()
+				continue
+			}
+			mu.Lock()
+			conns = append(conns, c, d)
+			mu.Unlock()
+			go pump(c, d)
+			go pump(d, c)
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	viaProxy := multiaddr.StringCast("/ip4/127.0.0.1/tcp/" + strconv.Itoa(ln.Addr().(*net.TCPAddr).Port) + "/p2p/" + a.ID().String())
+	if _, err := b.Connect(ctx, viaProxy); err != nil {
+		t.Fatal(err)
+	}
+	quiet.Store(true)
+	start := time.Now()
+	if _, err := b.Connect(ctx, direct); err != nil {
+		t.Fatalf("connect after the link went quiet: %v", err)
+	}
+	t.Logf("connected again in %v", time.Since(start))
+	live := 0
+	for _, c := range b.Libp2p().Network().ConnsToPeer(a.ID()) {
+		if c.IsClosed() {
+			continue
+		}
+		if na, err := manet.ToNetAddr(c.RemoteMultiaddr()); err == nil && na.String() == ln.Addr().String() {
+			t.Fatalf("the quiet connection through the proxy (%s) was kept: %v opened %v, closed %v, all %v", na, c, c.Stat().Opened, c.IsClosed(), b.Libp2p().Network().ConnsToPeer(a.ID()))
+		}
+		live++
+	}
+	if live == 0 {
+		t.Fatal("b has no connection to a")
+	}
+	pctx, pcancel := context.WithTimeout(ctx, 5*time.Second)
+	defer pcancel()
+	if res, ok := <-ping.Ping(pctx, b.Libp2p(), a.ID()); !ok || res.Error != nil {
+		t.Fatalf("the new connection does not answer: %v", res.Error)
 	}
 }
