@@ -670,6 +670,7 @@ func (b *bench) scenarioRun(ctx context.Context, i int, data *dataset, sc *scena
 		if err != nil {
 			return fail(add, err)
 		}
+		pc.shareAdded(ctx, homeA, fileCID)
 		add.record(mibps(data.fileBytes, m.wall), m)
 		b.logf("%s: add file: %.2f s, %s MiB/s, %.2f CPU s (%s)", n, m.wall.Seconds(), num(mibps(data.fileBytes, m.wall), "MiB/s"), m.cpu.Seconds(), fileCID)
 	}
@@ -682,6 +683,7 @@ func (b *bench) scenarioRun(ctx context.Context, i int, data *dataset, sc *scena
 		if err != nil {
 			return fail(treeAdd, err)
 		}
+		pc.shareAdded(ctx, homeA, treeCID)
 		treeAdd.record(m.wall.Seconds(), m)
 		b.logf("%s: add tree: %.3f s, %.2f CPU s (%s)", n, m.wall.Seconds(), m.cpu.Seconds(), treeCID)
 	}

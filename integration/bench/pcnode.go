@@ -121,11 +121,15 @@ func (p *pcnode) add(ctx context.Context, home, path string) (string, time.Durat
 	if c == "" || strings.ContainsAny(c, " \t") {
 		return "", cpu, fmt.Errorf("pcnode add -q printed %q, want a CID", out)
 	}
-	// The other home is not in this one's cloud: it is served shared
-	// blocks only. A pcnode from before sharing (bench -rev) has no share
-	// command and serves everyone, so its failure is ignored.
-	_, _ = p.run(ctx, home, "share", c)
 	return c, cpu, nil
+}
+
+// shareAdded shares c from home, after the add was timed: another cloud's
+// daemon is served shared blocks only. A pcnode from before sharing
+// (bench -rev) has no share command and serves everyone, so its failure
+// is ignored.
+func (p *pcnode) shareAdded(ctx context.Context, home, c string) {
+	_, _ = p.run(ctx, home, "share", c)
 }
 
 // share shares arg (a CID, or with encrypt a path) from home's daemon and

@@ -18,6 +18,7 @@ import (
 
 	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
+	ipld "github.com/ipfs/go-ipld-format"
 	mh "github.com/multiformats/go-multihash"
 
 	dag "github.com/ipfs/boxo/ipld/merkledag"
@@ -104,10 +105,13 @@ func (s Share) State(now time.Time) State {
 }
 
 // Blocks is what the registry reads the shared DAGs from: the local
-// block store. Get must not fetch from the network, and must report a
-// missing block with an error satisfying ipld.IsNotFound.
+// block store. Get and Has must not fetch from the network; Get must
+// report a missing block with an error satisfying ipld.IsNotFound. Raw
+// leaves are only checked with Has: a share of a large file reads its
+// inner nodes, not its data.
 type Blocks interface {
 	Get(ctx context.Context, c cid.Cid) (blocks.Block, error)
+	Has(ctx context.Context, c cid.Cid) (bool, error)
 }
 
 // Config configures a Registry.
@@ -679,13 +683,23 @@ func walk(ctx context.Context, bs Blocks, root cid.Cid) (map[string]struct{}, er
 		if _, ok := set[k]; ok {
 			continue
 		}
+		if c.Type() == cid.Raw {
+			ok, err := bs.Has(ctx, c)
+			if err == nil && !ok {
+				err = ipld.ErrNotFound{Cid: c}
+			}
+			if err != nil {
+				return set, fmt.Errorf("block %s: %w", c, err)
+			}
+			set[k] = struct{}{}
+			continue
+		}
 		b, err := bs.Get(ctx, c)
 		if err != nil {
 			return set, fmt.Errorf("block %s: %w", c, err)
 		}
 		set[k] = struct{}{}
 		switch c.Type() {
-		case cid.Raw:
 		case cid.DagProtobuf:
 			n, err := dag.DecodeProtobuf(b.RawData())
 			if err != nil {

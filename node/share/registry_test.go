@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ipfs/boxo/ipld/merkledag"
+	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
 
 	"github.com/pcnode/pcnode/blobstore"
@@ -457,5 +458,54 @@ func TestRegistryStopSignals(t *testing.T) {
 	}
 	if got := r.TakeFetchers(sb.ID); !slices.Equal(got, []string{"peer4"}) {
 		t.Errorf("fetchers of b: %q", got)
+	}
+}
+
+// leafReads counts the raw leaves read through Get.
+type leafReads struct {
+	*blobstore.Store
+	n int
+}
+
+func (l *leafReads) Get(ctx context.Context, c cid.Cid) (blocks.Block, error) {
+	if c.Type() == cid.Raw {
+		l.n++
+	}
+	return l.Store.Get(ctx, c)
+}
+
+// TestRegistryWalkSkipsLeafData: a share (and a reopened registry) checks
+// a file's leaves by presence; only its inner nodes are read, so sharing
+// a large file does not read its data.
+func TestRegistryWalkSkipsLeafData(t *testing.T) {
+	ctx := context.Background()
+	st := newStore(t)
+	bs := &leafReads{Store: st}
+	dir := t.TempDir()
+	r, err := Open(ctx, Config{Dir: dir, Blocks: bs, Now: newClock(time.Now()).Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := importBytes(t, st, randBytes(64<<10, 11), 4<<10)
+	s, err := r.Create(ctx, Share{Root: res.Root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Blocks != 17 || bs.n != 0 {
+		t.Fatalf("share of 16 leaves and a root: %d blocks, %d leaves read; want 17 and 0", s.Blocks, bs.n)
+	}
+	r.Close()
+	r2, err := Open(ctx, Config{Dir: dir, Blocks: bs, Now: newClock(time.Now()).Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r2.Close()
+	if bs.n != 0 {
+		t.Fatalf("reopening read %d leaves", bs.n)
+	}
+	for _, c := range dagBlocks(t, st, res.Root) {
+		if !r2.Active(c) {
+			t.Fatalf("block %s of the share is not served after reopening", c)
+		}
 	}
 }
