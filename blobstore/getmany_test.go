@@ -119,7 +119,7 @@ func TestViewMany(t *testing.T) {
 			if err := os.WriteFile(path, bytes.Repeat([]byte{1}, 1<<20), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			s.trust = newTrustSet()
+			s.trust = newTrustSet[struct{}]()
 			seen := 0
 			err = s.ViewMany(ctx, cs, func(i int, data []byte) error {
 				if i != seen {
@@ -212,7 +212,7 @@ func TestExportRottenLeaf(t *testing.T) {
 	if err := s.blocks.Put(ctx, blockKey(leaf), []byte("rotten")); err != nil {
 		t.Fatal(err)
 	}
-	s.trust = newTrustSet() // as after a restart
+	s.trust = newTrustSet[struct{}]() // as after a restart
 	dst := filepath.Join(t.TempDir(), "out")
 	if _, err := Export(ctx, NewDAG(s, nil), res.Root, dst, nil); !ipld.IsNotFound(err) {
 		t.Fatalf("Export with a rotten leaf: %v, want not found", err)

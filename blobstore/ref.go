@@ -25,6 +25,14 @@ import (
 // block is then missing, the stale reference is dropped and the stale-ref
 // watchers are told the path, so its owner can rescan it.
 //
+// One exception, as for stored blocks (trust.go): a place recorded by
+// this process within trustFor with the file's state (Ref.State: device,
+// inode, size, modification and change time, taken before the bytes were
+// hashed) is read without hashing while the open file is still in that
+// state. A folder's new large file is hashed by the scan and then read
+// by each device that fetches it within minutes; that is what the trust
+// saves. A receiver verifies every block it gets anyway.
+//
 // References live in the meta database under /refs/<multihash>, up to
 // maxRefLocations places each (the same content in several files). They
 // are not blocks: AllKeysChan, Stat, GC's sweep and Verify see only stored
@@ -45,6 +53,10 @@ type Ref struct {
 	Path   string
 	Offset int64
 	Size   int
+	// State, if not nil, is the file's state (StateOf) under which the
+	// caller hashed the bytes: reads within trustFor that find the file
+	// in it do not hash them again.
+	State *FileState
 }
 
 // refLoc is one place of a block.
@@ -52,6 +64,13 @@ type refLoc struct {
 	path   string
 	offset int64
 	size   int
+}
+
+// placeState is a trusted place: the block lies at loc while its file is
+// in state.
+type placeState struct {
+	loc   refLoc
+	state FileState
 }
 
 func refKey(mhKey ds.Key) ds.Key { return refsPrefix.Child(mhKey) }
@@ -109,10 +128,26 @@ type refBlocks struct {
 	wmu      sync.Mutex
 	watchers map[int]func(path string)
 	nextW    int
+
+	trust *trustSet[placeState] // places hashed recently, see the top
 }
 
 // withRefs wraps the store's block datastore; Open calls it.
-func (s *Store) withRefs() { s.blocks = &refBlocks{Batching: s.blocks, s: s} }
+func (s *Store) withRefs() {
+	s.blocks = &refBlocks{Batching: s.blocks, s: s, trust: newTrustSet[placeState]()}
+}
+
+// trustedAt reports whether the block k, just read from l in the open
+// file fd, needs no hashing: l was recorded with the file's state within
+// trustFor and the file is in that state now, after the read.
+func (r *refBlocks) trustedAt(k ds.Key, l refLoc, fd *os.File) bool {
+	ps, ok := r.trust.get(k.String())
+	if !ok || ps.loc != l {
+		return false
+	}
+	cur, ok := currentState(fd)
+	return ok && cur == ps.state
+}
 
 func (r *refBlocks) locs(ctx context.Context, k ds.Key) ([]refLoc, error) {
 	v, err := r.s.meta.Get(ctx, refKey(k))
@@ -155,7 +190,10 @@ func (r *refBlocks) getRef(ctx context.Context, k ds.Key) ([]byte, error) {
 		}
 	}()
 	for _, l := range locs {
-		data, err := readAt(l)
+		data, trusted, err := r.readAt(k, l)
+		if err == nil && trusted {
+			return data, nil
+		}
 		if err == nil {
 			got, herr := mh.Sum(data, dec.Code, dec.Length)
 			if herr == nil && string(got) == string(want) {
@@ -179,7 +217,8 @@ func (r *refBlocks) getRef(ctx context.Context, k ds.Key) ([]byte, error) {
 // tried and verified on its own, those that no longer hold the block are
 // dropped and reported, and the block is missing (nil) if none does. So
 // datas never holds bytes that do not hash to their CID. A nil r (no
-// references) reads nothing.
+// references) reads nothing. The one exception to verifying: a trusted
+// place (trustedAt, see the top) is read without hashing.
 func (r *refBlocks) readMany(ctx context.Context, cs []cid.Cid, idx []int, datas [][]byte, buf func(size int) []byte) ([]bool, error) {
 	if r == nil || len(idx) == 0 {
 		return nil, nil
@@ -193,6 +232,27 @@ func (r *refBlocks) readMany(ctx context.Context, cs []cid.Cid, idx []int, datas
 	}()
 	var slow []int // to read and verify place by place (getRef)
 	var sha []int  // read, to verify together
+	// verify classifies a block read at its first place.
+	verify := func(i int, data []byte) {
+		if h := cs[i].Hash(); len(h) == 2+sha256.Size && h[0] == mh.SHA2_256 && h[1] == sha256.Size {
+			datas[i] = data
+			sha = append(sha, i)
+			return
+		}
+		if hashMatches(blockKey(cs[i]).String(), data) {
+			datas[i], filled[i] = data, true
+			return
+		}
+		slow = append(slow, i)
+	}
+	// Trusted places, by file: their file's state is read once after
+	// all its blocks were read, so that a change during the reads shows.
+	type trustedRead struct {
+		i    int
+		data []byte
+		want FileState
+	}
+	trusted := map[*os.File][]trustedRead{}
 	for _, i := range idx {
 		k := blockKey(cs[i])
 		locs, err := r.locs(ctx, k)
@@ -216,16 +276,21 @@ func (r *refBlocks) readMany(ctx context.Context, cs []cid.Cid, idx []int, datas
 			slow = append(slow, i)
 			continue
 		}
-		if h := cs[i].Hash(); len(h) == 2+sha256.Size && h[0] == mh.SHA2_256 && h[1] == sha256.Size {
-			datas[i] = data
-			sha = append(sha, i)
+		if ps, ok := r.trust.get(k.String()); ok && ps.loc == l {
+			trusted[fd] = append(trusted[fd], trustedRead{i: i, data: data, want: ps.state})
 			continue
 		}
-		if hashMatches(k.String(), data) {
-			datas[i], filled[i] = data, true
-			continue
+		verify(i, data)
+	}
+	for fd, reads := range trusted {
+		cur, ok := currentState(fd)
+		for _, t := range reads {
+			if ok && cur == t.want {
+				datas[t.i], filled[t.i] = t.data, true
+			} else {
+				verify(t.i, t.data)
+			}
 		}
-		slow = append(slow, i)
 	}
 	if len(sha) > 0 {
 		bufs := make([][]byte, len(sha))
@@ -255,17 +320,19 @@ func (r *refBlocks) readMany(ctx context.Context, cs []cid.Cid, idx []int, datas
 	return filled, nil
 }
 
-func readAt(l refLoc) ([]byte, error) {
+// readAt reads the block k at l and reports whether the place is trusted
+// (trustedAt), so that its bytes need no hashing.
+func (r *refBlocks) readAt(k ds.Key, l refLoc) ([]byte, bool, error) {
 	fd, err := os.Open(l.path)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	defer fd.Close()
 	data := make([]byte, l.size)
 	if _, err := fd.ReadAt(data, l.offset); err != nil && !(errors.Is(err, io.EOF) && l.size == 0) {
-		return nil, err
+		return nil, false, err
 	}
-	return data, nil
+	return data, r.trustedAt(k, l, fd), nil
 }
 
 // dropStale removes places that failed verification and tells watchers.
@@ -290,6 +357,7 @@ func (r *refBlocks) dropStale(ctx context.Context, k ds.Key, stale []refLoc) {
 		}
 	}
 	r.mu.Unlock()
+	r.trust.del(k.String())
 	if err != nil && !errors.Is(err, ds.ErrNotFound) {
 		r.s.log.Warn("blobstore: dropping stale reference", "key", k, "err", err)
 	}
@@ -334,7 +402,8 @@ func (r *refBlocks) Query(ctx context.Context, q dsq.Query) (dsq.Results, error)
 
 // PutRefs records where the blocks' data lies, durably (unless
 // Config.NoSync). The caller vouches that each place holds the block's
-// bytes now; reads verify them every time. A place already recorded for a
+// bytes now; reads verify them, except for a place given with its file's
+// State, within trustFor (see the top). A place already recorded for a
 // block is not added twice; past maxRefLocations the oldest is forgotten.
 func (s *Store) PutRefs(ctx context.Context, refs []Ref) error {
 	if err := s.begin(); err != nil {
@@ -420,7 +489,18 @@ func (r *refBlocks) putRefs(ctx context.Context, refs []Ref) error {
 			return err
 		}
 	}
-	return b.Commit(ctx)
+	if err := b.Commit(ctx); err != nil {
+		return err
+	}
+	for _, ref := range refs {
+		k := blockKey(ref.Cid).String()
+		if ref.State != nil {
+			r.trust.put(k, placeState{loc: refLoc{path: ref.Path, offset: ref.Offset, size: ref.Size}, state: *ref.State})
+		} else if ps, ok := r.trust.get(k); ok && ps.loc.path == ref.Path {
+			r.trust.del(k) // the caller no longer vouches for that file's state
+		}
+	}
+	return nil
 }
 
 // HasRef reports whether a reference (verified or not) is recorded for c.

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	blocks "github.com/ipfs/go-block-format"
@@ -292,5 +293,94 @@ func TestRefsMany(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestRefsTrustedState: a place recorded with its file's state (StateOf)
+// is read without hashing while the file stays in that state and within
+// trustFor; a change of the file (same size, same place), the end of the
+// window, or a stale drop brings the hashing back, so no wrong bytes are
+// served. The hashing is shown skipped by planting a state the file was
+// not hashed in (which no real write can produce: it changes ctime).
+func TestRefsTrustedState(t *testing.T) {
+	ctx := context.Background()
+	s := mustOpen(t, Config{Dir: t.TempDir()})
+	r := s.blocks.(*refBlocks)
+	file := filepath.Join(t.TempDir(), "f")
+	a, b := randBytes(3, 1<<20), randBytes(4, 1<<20)
+	if err := os.WriteFile(file, append(append([]byte{}, a...), b...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if StateOf(fi) != nil {
+		t.Fatal("StateOf vouches for a file written just now (racy)")
+	}
+	time.Sleep(racyFor + 20*time.Millisecond)
+	if fi, err = os.Stat(file); err != nil {
+		t.Fatal(err)
+	}
+	state := StateOf(fi)
+	if state == nil {
+		t.Fatalf("StateOf(%s) = nil %v after the racy window", file, racyFor)
+	}
+	ca, cb := mustSum(cid.Raw, a), mustSum(cid.Raw, b)
+	refs := []Ref{{Cid: ca, Path: file, Size: len(a), State: state}, {Cid: cb, Path: file, Offset: 1 << 20, Size: len(b), State: state}}
+	if err := s.PutRefs(ctx, refs); err != nil {
+		t.Fatal(err)
+	}
+	getBoth := func() ([]blocks.Block, blocks.Block, error) {
+		bs, err := s.GetMany(ctx, []cid.Cid{ca, cb})
+		if err != nil {
+			return nil, nil, err
+		}
+		one, err := s.Get(ctx, ca)
+		return bs, one, err
+	}
+	bs, one, err := getBoth()
+	if err != nil || len(bs) != 2 || bs[0] == nil || bs[1] == nil || !bytes.Equal(bs[1].RawData(), b) || !bytes.Equal(one.RawData(), a) {
+		t.Fatalf("trusted places: %v", err)
+	}
+
+	// Plant the state of the file after an overwrite of leaf a: a trusted
+	// read then serves what the file holds without hashing it.
+	x := randBytes(5, 1<<20)
+	if err := os.WriteFile(file, append(append([]byte{}, x...), b...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err = os.Stat(file); err != nil {
+		t.Fatal(err)
+	}
+	now, _ := fileState(fi)
+	if now == *state {
+		t.Fatal("an overwrite left the file's state as it was")
+	}
+	r.trust.put(blockKey(ca).String(), placeState{loc: refLoc{path: file, size: len(a)}, state: now})
+	if got, err := s.Get(ctx, ca); err != nil || !bytes.Equal(got.RawData(), x) {
+		t.Fatalf("a planted trusted state still hashed the block (%v): the trust is not used", err)
+	}
+
+	// The real state was recorded: the overwrite shows, a is stale.
+	r.trust.put(blockKey(ca).String(), placeState{loc: refLoc{path: file, size: len(a)}, state: *state})
+	if bs, err := s.GetMany(ctx, []cid.Cid{ca}); err == nil && bs[0] != nil {
+		t.Fatal("GetMany served a changed file's bytes under the old CID")
+	}
+	if _, err := s.Get(ctx, ca); !ipld.IsNotFound(err) {
+		t.Fatalf("Get of a changed place = %v, want not found", err)
+	}
+	if _, ok := r.trust.get(blockKey(ca).String()); ok {
+		t.Error("a stale place stays trusted")
+	}
+
+	// Past trustFor, b (unchanged) is hashed again, and still served.
+	later := time.Now().Add(trustFor)
+	r.trust.now = func() time.Time { return later }
+	if _, ok := r.trust.get(blockKey(cb).String()); ok {
+		t.Error("a place stays trusted past trustFor")
+	}
+	if got, err := s.Get(ctx, cb); err != nil || !bytes.Equal(got.RawData(), b) {
+		t.Fatalf("an unchanged place past trustFor: %v", err)
 	}
 }

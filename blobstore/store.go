@@ -118,7 +118,7 @@ type Store struct {
 	putCount   atomic.Int64
 	// trust is the blocks written and verified lately, which HashOnRead
 	// does not hash again (trust.go).
-	trust *trustSet
+	trust *trustSet[struct{}]
 	// lastFull is when a write last failed with ENOSPC (unix ns), for
 	// DiskFull (diskfull.go).
 	lastFull atomic.Int64
@@ -129,7 +129,7 @@ var _ blockstore.Viewer = (*Store)(nil)
 
 // Open opens (creating if needed) the store described by cfg.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
-	s := &Store{cfg: cfg, log: cfg.Logger, writeBatch: writeBatchBytes, trust: newTrustSet()}
+	s := &Store{cfg: cfg, log: cfg.Logger, writeBatch: writeBatchBytes, trust: newTrustSet[struct{}]()}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}

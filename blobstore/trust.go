@@ -25,41 +25,60 @@ const (
 	trustMax = 1 << 16
 )
 
-// trustSet is the recently written, verified block keys, oldest first.
-type trustSet struct {
+// trustSet is the recently written, verified block keys, oldest first,
+// each with a value V (what else the trust depends on: refs.go keeps the
+// place and the file's state there).
+type trustSet[V any] struct {
 	mu   sync.Mutex
-	at   map[string]time.Time
+	at   map[string]trustEntry[V]
 	ring []string // FIFO of keys, at most trustMax
 	head int
 	now  func() time.Time
 }
 
-func newTrustSet() *trustSet {
-	return &trustSet{at: make(map[string]time.Time), now: time.Now}
+type trustEntry[V any] struct {
+	at time.Time
+	v  V
 }
 
-// add records bs as written and verified now.
-func (t *trustSet) add(bs []blocks.Block) {
+func newTrustSet[V any]() *trustSet[V] {
+	return &trustSet[V]{at: make(map[string]trustEntry[V]), now: time.Now}
+}
+
+// put records key as verified now, with v.
+func (t *trustSet[V]) put(key string, v V) {
 	now := t.now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for _, b := range bs {
-		k := blockKey(b.Cid()).String()
-		if _, ok := t.at[k]; !ok {
-			if len(t.ring) < trustMax {
-				t.ring = append(t.ring, k)
-			} else {
-				delete(t.at, t.ring[t.head])
-				t.ring[t.head] = k
-				t.head = (t.head + 1) % trustMax
-			}
+	t.putLocked(key, v, now)
+}
+
+func (t *trustSet[V]) putLocked(key string, v V, now time.Time) {
+	if _, ok := t.at[key]; !ok {
+		if len(t.ring) < trustMax {
+			t.ring = append(t.ring, key)
+		} else {
+			delete(t.at, t.ring[t.head])
+			t.ring[t.head] = key
+			t.head = (t.head + 1) % trustMax
 		}
-		t.at[k] = now
+	}
+	t.at[key] = trustEntry[V]{at: now, v: v}
+}
+
+// add records bs as written and verified now.
+func (t *trustSet[V]) add(bs []blocks.Block) {
+	now := t.now()
+	var zero V
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, b := range bs {
+		t.putLocked(blockKey(b.Cid()).String(), zero, now)
 	}
 }
 
 // remove forgets bs (written by a path that does not verify).
-func (t *trustSet) remove(bs []blocks.Block) {
+func (t *trustSet[V]) remove(bs []blocks.Block) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, b := range bs {
@@ -67,10 +86,27 @@ func (t *trustSet) remove(bs []blocks.Block) {
 	}
 }
 
-// trusted reports whether key was written and verified within trustFor.
-func (t *trustSet) trusted(key string) bool {
+// del forgets key.
+func (t *trustSet[V]) del(key string) {
 	t.mu.Lock()
-	at, ok := t.at[key]
+	delete(t.at, key)
 	t.mu.Unlock()
-	return ok && t.now().Sub(at) < trustFor
+}
+
+// get returns the value of key if it was verified within trustFor.
+func (t *trustSet[V]) get(key string) (V, bool) {
+	t.mu.Lock()
+	e, ok := t.at[key]
+	t.mu.Unlock()
+	if !ok || t.now().Sub(e.at) >= trustFor {
+		var zero V
+		return zero, false
+	}
+	return e.v, true
+}
+
+// trusted reports whether key was written and verified within trustFor.
+func (t *trustSet[V]) trusted(key string) bool {
+	_, ok := t.get(key)
+	return ok
 }

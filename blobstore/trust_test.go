@@ -14,7 +14,7 @@ import (
 
 func TestTrustSet(t *testing.T) {
 	now := time.Unix(1000, 0)
-	ts := newTrustSet()
+	ts := newTrustSet[struct{}]()
 	ts.now = func() time.Time { return now }
 	var bs []blocks.Block
 	for i := range trustMax + 10 {

@@ -228,6 +228,7 @@ func (sc *scanner) hash(p string) (cid.Cid, int64, diskStat, error) {
 		return cid.Undef, 0, diskStat{}, err
 	}
 	st := statOf(fi)
+	state := blobstore.StateOf(fi) // before the reads: see Ref.State
 	var c cid.Cid
 	var size int64
 	if fi.Size() <= blobstore.DefaultChunkSize {
@@ -252,6 +253,11 @@ func (sc *scanner) hash(p string) (cid.Cid, int64, diskStat, error) {
 		c, size, refs, inner, err = importRefs(fd, p)
 		if err != nil {
 			return cid.Undef, 0, diskStat{}, err
+		}
+		// A large file's leaves are read without hashing them again by
+		// the devices that fetch it soon, while the file stays as it was.
+		for i := range refs {
+			refs[i].State = state
 		}
 		sc.refs = append(sc.refs, refs...)
 		sc.inner = append(sc.inner, inner...)
